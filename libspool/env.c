@@ -1,0 +1,481 @@
+/* env.c — the LMDB environment of a spool, shared by all handles that one
+ * process opens on the same directory (LMDB forbids opening an environment
+ * twice in a process: closing either copy would drop the other's locks). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct spool_env *g_envs;
+static struct spool *g_handles;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static const char KEY_COUNTERS[] = "spool.counters";
+static const char KEY_FORMAT[] = "spool.format";
+#define NCOUNTERS 16
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&g_mu);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&g_mu);
+}
+
+/* In the child: the handles and environments belong to the parent.  Drop
+ * the descriptors that carry locks (ring ownership, agent lock) so a child
+ * outliving its parent cannot keep them, and abandon the rest untouched:
+ * closing the LMDB environment here would clear the parent's reader slots. */
+static void atfork_child(void)
+{
+	for (struct spool *s = g_handles; s; s = s->next_handle) {
+		spool_stage_forget_fd(s);
+		if (s->agent_fd >= 0) {
+			close(s->agent_fd);
+			s->agent_fd = -1;
+		}
+	}
+	g_handles = NULL;
+	g_envs = NULL;
+	pthread_mutex_unlock(&g_mu);
+}
+
+static void init_once(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+void spool_handle_register(struct spool *s)
+{
+	pthread_once(&g_once, init_once);
+	pthread_mutex_lock(&g_mu);
+	s->next_handle = g_handles;
+	g_handles = s;
+	pthread_mutex_unlock(&g_mu);
+}
+
+void spool_handle_unregister(struct spool *s)
+{
+	pthread_mutex_lock(&g_mu);
+	for (struct spool **pp = &g_handles; *pp; pp = &(*pp)->next_handle) {
+		if (*pp == s) {
+			*pp = s->next_handle;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_mu);
+}
+
+static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
+{
+	int rc = mdb_env_create(&env->mdb);
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot create LMDB environment: %s", env->dir,
+			   mdb_strerror(rc));
+		return spool_map_mdb_error(rc);
+	}
+	mdb_env_set_maxdbs(env->mdb, 4);
+	mdb_env_set_maxreaders(env->mdb, env->max_readers);
+	mdb_env_set_mapsize(env->mdb, env->map_size);
+	/* Default flags: full sync on every commit.  Never MDB_NOSYNC,
+	 * MDB_NOMETASYNC or MDB_WRITEMAP (see LMDB-NOTES.md).  MDB_NOTLS: read
+	 * transactions are tied to the transaction, not the thread. */
+	for (int attempt = 0;; attempt++) {
+		rc = mdb_env_open(env->mdb, env->dir, MDB_NOTLS, 0600);
+		if (rc == 0)
+			break;
+		/* Opening can fail for a moment while another process sets up or
+		 * tears down the lock file; a damaged or foreign file cannot. */
+		bool transient = rc == EAGAIN || rc == EBUSY || rc == EINTR;
+		if (!transient || attempt >= 50) {
+			spool_errf(errbuf, errlen, "%s: cannot open spool database: %s", env->dir,
+				   mdb_strerror(rc));
+			mdb_env_close(env->mdb);
+			env->mdb = NULL;
+			return spool_map_mdb_error(rc);
+		}
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+	}
+	int dead = 0;
+	mdb_reader_check(env->mdb, &dead);
+
+	MDB_envinfo info;
+	if (mdb_env_info(env->mdb, &info) == 0)
+		env->map_size = info.me_mapsize;
+
+	/* Find the databases; create them (and the format mark) on first use. */
+	MDB_txn *txn;
+	for (int pass = 0; pass < 2; pass++) {
+		bool create = pass == 1;
+		rc = mdb_txn_begin(env->mdb, NULL, create ? 0 : MDB_RDONLY, &txn);
+		if (rc)
+			break;
+		unsigned flags = create ? MDB_CREATE : 0;
+		rc = mdb_dbi_open(txn, "events", flags, &env->dbi_events);
+		if (!rc)
+			rc = mdb_dbi_open(txn, "dead", flags, &env->dbi_dead);
+		if (!rc)
+			rc = mdb_dbi_open(txn, "meta", flags, &env->dbi_meta);
+		if (!rc) {
+			MDB_val k = {sizeof(KEY_FORMAT) - 1, (void *)KEY_FORMAT}, v;
+			rc = mdb_get(txn, env->dbi_meta, &k, &v);
+			if (rc == MDB_NOTFOUND && create) {
+				unsigned char fmt[4];
+				spool_put_le32(fmt, SPOOL_FORMAT_VERSION);
+				v = (MDB_val){4, fmt};
+				rc = mdb_put(txn, env->dbi_meta, &k, &v, 0);
+			} else if (rc == 0) {
+				if (v.mv_size != 4 ||
+				    spool_get_le32(v.mv_data) != SPOOL_FORMAT_VERSION) {
+					mdb_txn_abort(txn);
+					spool_errf(errbuf, errlen,
+						   "%s: spool format %u is not the format this library "
+						   "reads (%d)",
+						   env->dir,
+						   v.mv_size == 4 ? spool_get_le32(v.mv_data) : 0,
+						   SPOOL_FORMAT_VERSION);
+					mdb_env_close(env->mdb);
+					env->mdb = NULL;
+					return SPOOL_EVERSION;
+				}
+			}
+		}
+		if (rc == 0) {
+			rc = mdb_txn_commit(txn);
+			if (rc == 0)
+				break;
+		} else {
+			mdb_txn_abort(txn);
+		}
+		if (rc != MDB_NOTFOUND)
+			break;
+	}
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot prepare spool databases: %s", env->dir,
+			   mdb_strerror(rc));
+		mdb_env_close(env->mdb);
+		env->mdb = NULL;
+		return spool_map_mdb_error(rc);
+	}
+	return 0;
+}
+
+static size_t map_cap_for(const struct spool_options *opt)
+{
+	if (opt->max_bytes == 0)
+		return SPOOL_MAP_CAP_UNLIMITED;
+	/* B-tree pages, free pages held for readers and the dead store need room
+	 * beside the pending bytes themselves. */
+	uint64_t cap = opt->max_bytes * 2 + ((uint64_t)64 << 20);
+	if (cap > SPOOL_MAP_CAP_UNLIMITED)
+		cap = SPOOL_MAP_CAP_UNLIMITED;
+	return (size_t)cap;
+}
+
+int spool_env_acquire(const char *dir, const struct spool_options *opt, struct spool_env **out,
+		      char *errbuf, size_t errlen)
+{
+	pthread_once(&g_once, init_once);
+	*out = NULL;
+	struct stat st;
+	if (stat(dir, &st) != 0) {
+		if (errno != ENOENT) {
+			int e = errno;
+			spool_errf(errbuf, errlen, "%s: %s", dir, strerror(e));
+			return -e;
+		}
+		int rc = spool_mkdirs(dir, 0700);
+		if (rc) {
+			spool_errf(errbuf, errlen, "%s: cannot create spool directory: %s", dir,
+				   strerror(-rc));
+			return rc;
+		}
+		if (stat(dir, &st) != 0) {
+			int e = errno;
+			spool_errf(errbuf, errlen, "%s: %s", dir, strerror(e));
+			return -e;
+		}
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		spool_errf(errbuf, errlen, "%s: not a directory", dir);
+		return -ENOTDIR;
+	}
+	char rings[4096];
+	if (snprintf(rings, sizeof(rings), "%s/rings", dir) >= (int)sizeof(rings)) {
+		spool_errf(errbuf, errlen, "%s: path too long", dir);
+		return -ENAMETOOLONG;
+	}
+	if (mkdir(rings, 0700) != 0 && errno != EEXIST) {
+		int e = errno;
+		spool_errf(errbuf, errlen, "%s: cannot create: %s", rings, strerror(e));
+		return -e;
+	}
+
+	pthread_mutex_lock(&g_mu);
+	pid_t me = getpid();
+	for (struct spool_env *e = g_envs; e; e = e->next) {
+		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == me) {
+			e->refs++;
+			size_t cap = map_cap_for(opt);
+			if (cap > e->map_cap)
+				e->map_cap = cap;
+			pthread_mutex_unlock(&g_mu);
+			*out = e;
+			return 0;
+		}
+	}
+
+	struct spool_env *env = calloc(1, sizeof(*env));
+	if (!env || !(env->dir = strdup(dir))) {
+		free(env);
+		pthread_mutex_unlock(&g_mu);
+		spool_errf(errbuf, errlen, "%s: out of memory", dir);
+		return -ENOMEM;
+	}
+	env->refs = 1;
+	env->pid = me;
+	env->dev = st.st_dev;
+	env->ino = st.st_ino;
+	env->max_readers = opt->max_readers ? opt->max_readers : 126;
+	env->map_cap = map_cap_for(opt);
+	env->map_size = opt->initial_map_bytes ? opt->initial_map_bytes : ((size_t)64 << 20);
+	if (env->map_size > env->map_cap)
+		env->map_size = env->map_cap;
+	pthread_rwlock_init(&env->map_lock, NULL);
+	pthread_mutex_init(&env->gc_mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&env->gc_cv, &ca);
+	pthread_condattr_destroy(&ca);
+
+	int rc = env_open_mdb(env, errbuf, errlen);
+	if (rc) {
+		pthread_mutex_unlock(&g_mu);
+		pthread_rwlock_destroy(&env->map_lock);
+		pthread_mutex_destroy(&env->gc_mu);
+		pthread_cond_destroy(&env->gc_cv);
+		free(env->dir);
+		free(env);
+		return rc;
+	}
+	env->next = g_envs;
+	g_envs = env;
+	pthread_mutex_unlock(&g_mu);
+	*out = env;
+	return 0;
+}
+
+void spool_env_release(struct spool_env *env)
+{
+	if (!env)
+		return;
+	pthread_mutex_lock(&g_mu);
+	if (env->pid != getpid()) {
+		/* inherited across fork: abandoned, never closed */
+		pthread_mutex_unlock(&g_mu);
+		return;
+	}
+	if (--env->refs > 0) {
+		pthread_mutex_unlock(&g_mu);
+		return;
+	}
+	for (struct spool_env **pp = &g_envs; *pp; pp = &(*pp)->next) {
+		if (*pp == env) {
+			*pp = env->next;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&g_mu);
+	if (env->mdb)
+		mdb_env_close(env->mdb);
+	pthread_rwlock_destroy(&env->map_lock);
+	pthread_mutex_destroy(&env->gc_mu);
+	pthread_cond_destroy(&env->gc_cv);
+	free(env->dir);
+	free(env);
+}
+
+/* Take the map lock exclusively, waiting at most a few seconds: a thread of
+ * this process that holds a batch keeps it shared, and must not deadlock us. */
+static int map_lock_exclusive(struct spool_env *env)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	int rc = pthread_rwlock_timedwrlock(&env->map_lock, &ts);
+	return rc ? -rc : 0;
+}
+
+static int env_reopen(struct spool_env *env)
+{
+	int rc = map_lock_exclusive(env);
+	if (rc)
+		return rc;
+	if (!atomic_load(&env->need_reopen)) {
+		pthread_rwlock_unlock(&env->map_lock);
+		return 0;
+	}
+	if (env->mdb)
+		mdb_env_close(env->mdb);
+	env->mdb = NULL;
+	char err[256];
+	rc = env_open_mdb(env, err, sizeof(err));
+	if (rc == 0)
+		atomic_store(&env->need_reopen, false);
+	pthread_rwlock_unlock(&env->map_lock);
+	return rc;
+}
+
+int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn)
+{
+	for (int attempt = 0;; attempt++) {
+		if (atomic_load(&env->need_reopen)) {
+			int rc = env_reopen(env);
+			if (rc)
+				return rc;
+		}
+		pthread_rwlock_rdlock(&env->map_lock);
+		if (!env->mdb) {
+			pthread_rwlock_unlock(&env->map_lock);
+			atomic_store(&env->need_reopen, true);
+			if (attempt >= 3)
+				return SPOOL_EBACKEND;
+			continue;
+		}
+		int rc = mdb_txn_begin(env->mdb, NULL, rdonly ? MDB_RDONLY : 0, txn);
+		if (rc == 0)
+			return 0;
+		pthread_rwlock_unlock(&env->map_lock);
+		if (attempt >= 3)
+			return spool_map_mdb_error(rc);
+		if (rc == MDB_MAP_RESIZED) {
+			/* another process grew the map: adopt its size */
+			int lr = map_lock_exclusive(env);
+			if (lr)
+				return lr;
+			mdb_env_set_mapsize(env->mdb, 0);
+			MDB_envinfo info;
+			if (mdb_env_info(env->mdb, &info) == 0)
+				env->map_size = info.me_mapsize;
+			pthread_rwlock_unlock(&env->map_lock);
+			continue;
+		}
+		if (rc == MDB_PANIC) {
+			atomic_store(&env->need_reopen, true);
+			continue;
+		}
+		if (rc == MDB_READERS_FULL) {
+			int dead = 0;
+			mdb_reader_check(env->mdb, &dead);
+			if (dead > 0)
+				continue;
+		}
+		return spool_map_mdb_error(rc);
+	}
+}
+
+void spool_env_end(struct spool_env *env)
+{
+	pthread_rwlock_unlock(&env->map_lock);
+}
+
+int spool_env_grow(struct spool_env *env)
+{
+	int rc = map_lock_exclusive(env);
+	if (rc)
+		return SPOOL_EFULL;
+	MDB_envinfo info;
+	if (mdb_env_info(env->mdb, &info) == 0)
+		env->map_size = info.me_mapsize;
+	if (env->map_size >= env->map_cap) {
+		pthread_rwlock_unlock(&env->map_lock);
+		return SPOOL_EFULL;
+	}
+	size_t want = env->map_size * 2;
+	if (want > env->map_cap || want < env->map_size)
+		want = env->map_cap;
+	rc = mdb_env_set_mapsize(env->mdb, want);
+	if (rc == 0 && mdb_env_info(env->mdb, &info) == 0)
+		env->map_size = info.me_mapsize;
+	pthread_rwlock_unlock(&env->map_lock);
+	return rc ? spool_map_mdb_error(rc) : 0;
+}
+
+void spool_env_failed(struct spool_env *env, int mdb_rc)
+{
+	/* A commit that failed for I/O (ENOSPC, EIO, a failed fsync that may
+	 * have dropped dirty pages) or left LMDB panicked: reopen before the
+	 * next transaction rather than trust the in-memory state. */
+	if (mdb_rc == MDB_MAP_FULL || mdb_rc == MDB_TXN_FULL || mdb_rc == MDB_KEYEXIST ||
+	    mdb_rc == MDB_NOTFOUND || mdb_rc == 0)
+		return;
+	atomic_store(&env->need_reopen, true);
+}
+
+int spool_counters_load(struct spool_env *env, MDB_txn *txn, struct spool_counters *c)
+{
+	memset(c, 0, sizeof(*c));
+	MDB_val k = {sizeof(KEY_COUNTERS) - 1, (void *)KEY_COUNTERS}, v;
+	int rc = mdb_get(txn, env->dbi_meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		c->next_seq = 1;
+		return 0;
+	}
+	if (rc)
+		return rc;
+	uint64_t f[NCOUNTERS] = {0};
+	size_t n = v.mv_size / 8;
+	if (n > NCOUNTERS)
+		n = NCOUNTERS;
+	for (size_t i = 0; i < n; i++)
+		f[i] = spool_get_le64((const unsigned char *)v.mv_data + 8 * i);
+	c->next_seq = f[0] ? f[0] : 1;
+	c->pending_bytes = f[1];
+	for (int i = 0; i < SPOOL_NSEV; i++)
+		c->sev[i] = f[2 + i];
+	c->appended = f[7];
+	c->acked = f[8];
+	c->dead = f[9];
+	c->evicted = f[10];
+	c->dropped = f[11];
+	c->corrupt = f[12];
+	c->torn = f[13];
+	return 0;
+}
+
+int spool_counters_store(struct spool_env *env, MDB_txn *txn, const struct spool_counters *c)
+{
+	uint64_t f[NCOUNTERS] = {0};
+	f[0] = c->next_seq;
+	f[1] = c->pending_bytes;
+	for (int i = 0; i < SPOOL_NSEV; i++)
+		f[2 + i] = c->sev[i];
+	f[7] = c->appended;
+	f[8] = c->acked;
+	f[9] = c->dead;
+	f[10] = c->evicted;
+	f[11] = c->dropped;
+	f[12] = c->corrupt;
+	f[13] = c->torn;
+	unsigned char buf[NCOUNTERS * 8];
+	for (int i = 0; i < NCOUNTERS; i++)
+		spool_put_le64(buf + 8 * i, f[i]);
+	MDB_val k = {sizeof(KEY_COUNTERS) - 1, (void *)KEY_COUNTERS}, v = {sizeof(buf), buf};
+	return mdb_put(txn, env->dbi_meta, &k, &v, 0);
+}
+
+void spool_env_publish(struct spool_env *env, const struct spool_counters *c, uint64_t pending)
+{
+	atomic_store(&env->cached_pending, pending);
+	atomic_store(&env->cached_pending_bytes, c->pending_bytes);
+}

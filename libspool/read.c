@@ -1,0 +1,257 @@
+/* read.c — batches, dead letters, statistics and meta values. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "internal.h"
+
+struct spool_batch {
+	struct spool_env *env;
+	MDB_txn *txn;
+	size_t count;
+	size_t cap;
+	struct spool_record *recs;
+};
+
+#define BAD_PER_ROUND 256
+
+static int batch_push(struct spool_batch *b, const struct spool_record *r)
+{
+	if (b->count == b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 64;
+		struct spool_record *n = realloc(b->recs, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		b->recs = n;
+		b->cap = cap;
+	}
+	b->recs[b->count++] = *r;
+	return 0;
+}
+
+static void batch_reset(struct spool_batch *b)
+{
+	if (b->txn) {
+		mdb_txn_abort(b->txn);
+		b->txn = NULL;
+		spool_env_end(b->env);
+	}
+	b->count = 0;
+}
+
+int spool_batch_read_events(struct spool *s, uint64_t after_seq, size_t max_events,
+			    size_t max_bytes, struct spool_batch **out)
+{
+	struct spool_env *env = s->env;
+	struct spool_batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->env = env;
+	for (;;) {
+		int rc = spool_env_begin(env, true, &b->txn);
+		if (rc) {
+			b->txn = NULL;
+			spool_batch_release(b);
+			return rc;
+		}
+		uint64_t bad[BAD_PER_ROUND];
+		const char *why[BAD_PER_ROUND];
+		size_t nbad = 0, bytes = 0;
+		MDB_cursor *cur;
+		rc = mdb_cursor_open(b->txn, env->dbi_events, &cur);
+		if (!rc) {
+			unsigned char kb[8];
+			spool_put_be64(kb, after_seq + 1);
+			MDB_val k = {8, kb}, v;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+			while (rc == 0 && (max_events == 0 || b->count < max_events)) {
+				uint64_t seq = k.mv_size == 8 ? spool_get_be64(k.mv_data) : 0;
+				const char *reason;
+				if (spool_rec_check(v.mv_data, v.mv_size, &reason) != 0) {
+					bad[nbad] = seq;
+					why[nbad] = reason;
+					if (++nbad == BAD_PER_ROUND)
+						break;
+				} else {
+					const unsigned char *p = v.mv_data;
+					size_t len = v.mv_size - SPOOL_REC_HDR;
+					if (max_bytes && b->count > 0 && bytes + len > max_bytes)
+						break;
+					struct spool_record r = {
+						.seq = seq,
+						.enqueue_us = (int64_t)spool_get_le64(p + 8),
+						.severity = p[1],
+						.data = p + SPOOL_REC_HDR,
+						.len = len,
+					};
+					if ((rc = batch_push(b, &r)) != 0)
+						break;
+					bytes += len;
+				}
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+			}
+			mdb_cursor_close(cur);
+		}
+		if (rc == MDB_NOTFOUND)
+			rc = 0;
+		if (rc) {
+			spool_batch_release(b);
+			return rc < 0 && rc > -4096 ? rc : spool_map_mdb_error(rc);
+		}
+		if (nbad == 0) {
+			*out = b;
+			return 0;
+		}
+		/* undecodable records never block the head: dead-letter them and
+		 * read again */
+		batch_reset(b);
+		rc = spool_write_corrupt(env, bad, why, nbad);
+		if (rc) {
+			spool_batch_release(b);
+			return rc;
+		}
+	}
+}
+
+int spool_batch_read_dead(struct spool *s, uint64_t after_seq, size_t max_events,
+			  struct spool_batch **out)
+{
+	struct spool_env *env = s->env;
+	struct spool_batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->env = env;
+	int rc = spool_env_begin(env, true, &b->txn);
+	if (rc) {
+		b->txn = NULL;
+		spool_batch_release(b);
+		return rc;
+	}
+	MDB_cursor *cur;
+	rc = mdb_cursor_open(b->txn, env->dbi_dead, &cur);
+	if (!rc) {
+		unsigned char kb[8];
+		spool_put_be64(kb, after_seq + 1);
+		MDB_val k = {8, kb}, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		while (rc == 0 && (max_events == 0 || b->count < max_events)) {
+			struct spool_record r = {.seq = k.mv_size == 8 ? spool_get_be64(k.mv_data) : 0};
+			if (spool_dead_decode(v.mv_data, v.mv_size, &r) != 0) {
+				r.severity = -1;
+				r.data = v.mv_data;
+				r.len = v.mv_size;
+				r.dead_status = SPOOL_ECORRUPT;
+				r.dead_reason = "undecodable dead letter";
+			}
+			if ((rc = batch_push(b, &r)) != 0)
+				break;
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		mdb_cursor_close(cur);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc) {
+		spool_batch_release(b);
+		return rc < 0 && rc > -4096 ? rc : spool_map_mdb_error(rc);
+	}
+	*out = b;
+	return 0;
+}
+
+size_t spool_batch_count(const struct spool_batch *b)
+{
+	return b ? b->count : 0;
+}
+
+const struct spool_record *spool_batch_records(const struct spool_batch *b)
+{
+	return b ? b->recs : NULL;
+}
+
+void spool_batch_release(struct spool_batch *b)
+{
+	if (!b)
+		return;
+	batch_reset(b);
+	free(b->recs);
+	free(b);
+}
+
+int spool_read_stats(struct spool_env *env, struct spool_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	MDB_txn *txn;
+	int rc = spool_env_begin(env, true, &txn);
+	if (rc)
+		return rc;
+	struct spool_counters c;
+	rc = spool_counters_load(env, txn, &c);
+	MDB_stat st;
+	if (!rc && (rc = mdb_stat(txn, env->dbi_events, &st)) == 0)
+		out->pending = st.ms_entries;
+	if (!rc && (rc = mdb_stat(txn, env->dbi_dead, &st)) == 0)
+		out->dead = st.ms_entries;
+	if (!rc) {
+		MDB_cursor *cur;
+		if (mdb_cursor_open(txn, env->dbi_events, &cur) == 0) {
+			MDB_val k, v;
+			if (mdb_cursor_get(cur, &k, &v, MDB_FIRST) == 0 && v.mv_size >= SPOOL_REC_HDR) {
+				int64_t t = (int64_t)spool_get_le64((const unsigned char *)v.mv_data + 8);
+				int64_t age = spool_now_us() - t;
+				out->oldest_age_seconds = age > 0 ? (double)age / 1e6 : 0.0;
+			}
+			if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8 &&
+			    spool_get_be64(k.mv_data) >= c.next_seq)
+				c.next_seq = spool_get_be64(k.mv_data) + 1;
+			mdb_cursor_close(cur);
+		}
+		MDB_envinfo info;
+		if (mdb_env_info(env->mdb, &info) == 0)
+			out->map_bytes = info.me_mapsize;
+		int fd;
+		struct stat fst;
+		if (mdb_env_get_fd(env->mdb, &fd) == 0 && fstat(fd, &fst) == 0)
+			out->file_bytes = (uint64_t)fst.st_size;
+	}
+	mdb_txn_abort(txn);
+	spool_env_end(env);
+	if (rc)
+		return spool_map_mdb_error(rc);
+	out->pending_bytes = c.pending_bytes;
+	out->appended_total = c.appended;
+	out->acked_total = c.acked;
+	out->dead_total = c.dead;
+	out->evicted_total = c.evicted;
+	out->dropped_total = c.dropped + atomic_load(&env->add_dropped);
+	out->corrupt_total = c.corrupt;
+	out->torn_total = c.torn + atomic_load(&env->add_torn);
+	out->next_seq = c.next_seq;
+	atomic_store(&env->cached_pending, out->pending);
+	atomic_store(&env->cached_pending_bytes, out->pending_bytes);
+	return 0;
+}
+
+int spool_read_meta(struct spool_env *env, const char *key, void *buf, size_t *len)
+{
+	MDB_txn *txn;
+	int rc = spool_env_begin(env, true, &txn);
+	if (rc)
+		return rc;
+	MDB_val k = {strlen(key), (void *)key}, v;
+	rc = mdb_get(txn, env->dbi_meta, &k, &v);
+	if (rc == 0) {
+		size_t room = *len;
+		*len = v.mv_size;
+		if (v.mv_size > room)
+			rc = -ENOSPC;
+		else if (v.mv_size)
+			memcpy(buf, v.mv_data, v.mv_size);
+	}
+	mdb_txn_abort(txn);
+	spool_env_end(env);
+	if (rc == -ENOSPC)
+		return rc;
+	return spool_map_mdb_error(rc);
+}

@@ -1,0 +1,768 @@
+/* http.c - the libmicrohttpd side: routing, bodies, faults, answers.
+ *
+ * libmicrohttpd calls on_request() once when the headers are in, then once
+ * per piece of body, then once more with no data: that last call answers.
+ * Everything that can be decided from the headers (route, method, faults,
+ * key, encoding, declared length) is decided on the first call; the body
+ * of a request that will be refused anyway is read and thrown away, so the
+ * client always gets to read the answer.
+ */
+#include "http.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <microhttpd.h>
+
+#include "body.h"
+#include "event.h"
+
+#define DETAIL_MAX 256
+
+struct http_ctx {
+	const struct rx_config *cfg;
+	struct store *store;
+};
+
+/* One http_ctx for the daemon; MHD only keeps a pointer. */
+static struct http_ctx the_ctx;
+
+enum route { ROUTE_NONE, ROUTE_SINGLE, ROUTE_BATCH, ROUTE_STATS, ROUTE_HEALTH };
+
+struct req {
+	enum route route;
+	bool api;	  /* a POST to an API endpoint */
+	int early_status; /* decided from the headers; the body is dropped */
+	char early_detail[DETAIL_MAX];
+	const char *allow; /* Allow header of a 405 */
+	bool fault;	   /* early_status is an injected fault */
+	bool gzip;
+	bool too_big;
+	bool oom;
+	uint64_t wire_bytes;
+	struct buf body;
+};
+
+struct answer {
+	int status;
+	struct buf body; /* JSON text */
+	const char *allow;
+	bool retry_after;
+	bool drop; /* close the connection instead of answering */
+};
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+static bool key_matches(const char *given, const char *want)
+{
+	size_t n = strlen(want);
+	if (strlen(given) != n)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(given[i] ^ want[i]);
+	return diff == 0;
+}
+
+static const char *header(struct MHD_Connection *c, const char *name)
+{
+	return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
+}
+
+static void refuse(struct req *r, int status, bool fault, const char *detail)
+{
+	r->early_status = status;
+	r->fault = fault;
+	snprintf(r->early_detail, sizeof(r->early_detail), "%s", detail);
+}
+
+/* The checks of an API POST that need only the headers, in order. */
+static void check_api_headers(const struct http_ctx *ctx,
+			      struct MHD_Connection *c, struct req *r)
+{
+	const struct rx_config *cfg = ctx->cfg;
+
+	if (cfg->outage_file && access(cfg->outage_file, F_OK) == 0) {
+		refuse(r, (int)cfg->outage_status, true, "outage");
+		return;
+	}
+	int fault = store_pick_fault(ctx->store);
+	if (fault) {
+		refuse(r, fault, true, "injected failure");
+		return;
+	}
+	if (cfg->api_key) {
+		const char *key = header(c, "X-API-Key");
+		if (!key || !key_matches(key, cfg->api_key)) {
+			refuse(r, (int)cfg->auth_status, false,
+			       key ? "X-API-Key: not accepted"
+				   : "X-API-Key: header required");
+			return;
+		}
+	}
+	const char *enc = header(c, MHD_HTTP_HEADER_CONTENT_ENCODING);
+	if (enc && *enc && strcasecmp(enc, "identity") != 0) {
+		if (strcasecmp(enc, "gzip") != 0 &&
+		    strcasecmp(enc, "x-gzip") != 0) {
+			refuse(r, 415, false,
+			       "Content-Encoding: only gzip is supported");
+			return;
+		}
+		if (cfg->no_gzip) {
+			refuse(r, 415, false,
+			       "Content-Encoding: gzip is not accepted here");
+			return;
+		}
+		r->gzip = true;
+	}
+	const char *len = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (len) {
+		char *end;
+		unsigned long long n = strtoull(len, &end, 10);
+		if (n > cfg->max_body)
+			r->too_big = true;
+		else if (n > 0 && buf_reserve(&r->body, (size_t)n))
+			r->oom = true;
+	}
+}
+
+static void begin_request(const struct http_ctx *ctx,
+			  struct MHD_Connection *c, const char *url,
+			  const char *method, struct req *r)
+{
+	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
+
+	if (strcmp(url, "/api/v1/logs") == 0)
+		r->route = ROUTE_SINGLE;
+	else if (strcmp(url, "/api/v1/logs/batch") == 0)
+		r->route = ROUTE_BATCH;
+	else if (strcmp(url, "/stats") == 0)
+		r->route = ROUTE_STATS;
+	else if (strcmp(url, "/healthz") == 0)
+		r->route = ROUTE_HEALTH;
+
+	switch (r->route) {
+	case ROUTE_NONE:
+		refuse(r, 404, false, "not found");
+		return;
+	case ROUTE_STATS:
+	case ROUTE_HEALTH:
+		if (!get) {
+			refuse(r, 405, false, "method not allowed");
+			r->allow = "GET";
+		}
+		return;
+	case ROUTE_BATCH:
+		if (ctx->cfg->no_batch) {
+			refuse(r, (int)ctx->cfg->no_batch_status, false,
+			       "batch endpoint disabled");
+			return;
+		}
+		break;
+	case ROUTE_SINGLE:
+		break;
+	}
+	if (!post) {
+		refuse(r, 405, false, "method not allowed");
+		r->allow = "POST";
+		return;
+	}
+	r->api = true;
+	check_api_headers(ctx, c, r);
+}
+
+static void take_body(const struct http_ctx *ctx, struct req *r,
+		      const char *data, size_t size)
+{
+	r->wire_bytes += size;
+	if (r->early_status || r->too_big || r->oom || !r->api)
+		return; /* read and dropped */
+	if (size > ctx->cfg->max_body - r->body.len) {
+		r->too_big = true;
+		buf_free(&r->body);
+		return;
+	}
+	if (buf_append(&r->body, data, size)) {
+		r->oom = true;
+		buf_free(&r->body);
+	}
+}
+
+/* ---- answers ---- */
+
+static void answer_json(struct answer *a, int status, json_t *doc)
+{
+	a->status = status;
+	char *text = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
+	json_decref(doc);
+	buf_free(&a->body);
+	if (!text) {
+		a->status = 500;
+		text = strdup("{\"detail\":\"out of memory\"}");
+	}
+	if (text) {
+		a->body.data = text;
+		a->body.len = strlen(text);
+		a->body.cap = a->body.len + 1;
+	}
+}
+
+static void answer_detail(struct answer *a, int status, const char *detail)
+{
+	answer_json(a, status, json_pack("{s:s}", "detail", detail));
+}
+
+struct slow_body {
+	char *data;
+	size_t len;
+	long ms;
+	size_t chunk;
+};
+
+static ssize_t slow_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	struct slow_body *s = cls;
+	if (pos >= s->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	sleep_ms(s->ms);
+	size_t n = s->len - (size_t)pos;
+	if (n > s->chunk)
+		n = s->chunk;
+	if (n > max)
+		n = max;
+	memcpy(out, s->data + pos, n);
+	return (ssize_t)n;
+}
+
+static void slow_free(void *cls)
+{
+	struct slow_body *s = cls;
+	free(s->data);
+	free(s);
+}
+
+static void add_retry_after(const struct rx_config *cfg,
+			    struct MHD_Response *resp)
+{
+	char value[64];
+	if (cfg->retry_after < 0)
+		return;
+	if (cfg->retry_after_date) {
+		time_t when = time(NULL) + cfg->retry_after;
+		struct tm tm;
+		gmtime_r(&when, &tm);
+		strftime(value, sizeof(value), "%a, %d %b %Y %H:%M:%S GMT",
+			 &tm);
+	} else {
+		snprintf(value, sizeof(value), "%ld", cfg->retry_after);
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, value);
+}
+
+/* Queues the answer (taking its body) or, for a drop, refuses to. */
+static enum MHD_Result send_answer(const struct rx_config *cfg,
+				   struct MHD_Connection *c, struct answer *a)
+{
+	static const char not_json[] = "<html><body>stored</body></html>\n";
+	const char *ctype = "application/json";
+	struct MHD_Response *resp;
+
+	if (a->drop) {
+		buf_free(&a->body);
+		return MHD_NO; /* libmicrohttpd closes the connection */
+	}
+	if (a->status >= 200 && a->status < 300) {
+		if (cfg->empty_2xx) {
+			a->body.len = 0;
+		} else if (cfg->bad_json_2xx) {
+			buf_free(&a->body);
+			buf_append(&a->body, not_json, sizeof(not_json) - 1);
+			ctype = "text/html";
+		}
+	}
+	if (cfg->slow_body_ms > 0 && a->body.len > 0) {
+		struct slow_body *s = malloc(sizeof(*s));
+		if (!s) {
+			buf_free(&a->body);
+			return MHD_NO;
+		}
+		*s = (struct slow_body){ a->body.data, a->body.len,
+					 cfg->slow_body_ms,
+					 (size_t)cfg->slow_body_chunk };
+		a->body.data = NULL;
+		resp = MHD_create_response_from_callback(
+			s->len, s->chunk, slow_read, s, slow_free);
+		if (!resp)
+			slow_free(s);
+	} else if (a->body.len > 0) {
+		resp = MHD_create_response_from_buffer(
+			a->body.len, a->body.data, MHD_RESPMEM_MUST_FREE);
+		if (resp)
+			a->body.data = NULL;
+	} else {
+		resp = MHD_create_response_from_buffer(0, (void *)"",
+						       MHD_RESPMEM_PERSISTENT);
+	}
+	buf_free(&a->body);
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+	if (a->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, a->allow);
+	if (a->retry_after)
+		add_retry_after(cfg, resp);
+	enum MHD_Result rc =
+		MHD_queue_response(c, (unsigned int)a->status, resp);
+	MHD_destroy_response(resp);
+	return rc;
+}
+
+/* ---- the two API endpoints ---- */
+
+static int append_line(const char *buffer, size_t size, void *data)
+{
+	return buf_append(data, buffer, size) ? -1 : 0;
+}
+
+/* Appends the event as one compact JSON line. */
+static int dump_line(const json_t *ev, struct buf *lines)
+{
+	if (json_dump_callback(ev, append_line, lines, JSON_COMPACT))
+		return -ENOMEM;
+	return buf_append(lines, "\n", 1);
+}
+
+/* Applies --reject-word and --transient-word to a valid event: returns 0
+ * or the status to refuse it with, with the detail in `detail`. */
+static int word_rules(const struct rx_config *cfg, const json_t *ev,
+		      char *detail, size_t detail_len, bool *transient)
+{
+	*transient = false;
+	if (cfg->reject_word && event_message_contains(ev, cfg->reject_word)) {
+		snprintf(detail, detail_len,
+			 "message: contains a rejected word");
+		return (int)cfg->reject_status;
+	}
+	if (cfg->transient_word &&
+	    event_message_contains(ev, cfg->transient_word)) {
+		snprintf(detail, detail_len,
+			 "message: contains the transient word; try again");
+		*transient = true;
+		return (int)cfg->transient_status;
+	}
+	return 0;
+}
+
+static void handle_single(const struct http_ctx *ctx, json_t *ev,
+			  struct answer *a, struct store_tally *t)
+{
+	struct store_event se = { 0 };
+	char detail[DETAIL_MAX];
+	char id[STORE_ID_MAX];
+	struct buf lines = { 0 };
+	bool transient;
+
+	if (event_validate(ev, &se.key, detail, sizeof(detail))) {
+		t->rejected = 1;
+		answer_detail(a, 422, detail);
+		return;
+	}
+	int status = word_rules(ctx->cfg, ev, detail, sizeof(detail),
+				&transient);
+	if (status) {
+		if (transient)
+			t->transient = 1;
+		else
+			t->rejected = 1;
+		answer_detail(a, status, detail);
+		return;
+	}
+	if (store_has_out(ctx->store)) {
+		if (dump_line(ev, &lines)) {
+			buf_free(&lines);
+			answer_detail(a, 500, "out of memory");
+			return;
+		}
+		se.line_len = lines.len;
+	}
+	int rc = store_commit(ctx->store, &se, 1, lines.data);
+	buf_free(&lines);
+	if (rc) {
+		answer_detail(a, 500, "could not write the out file");
+		return;
+	}
+	store_format_id(ctx->store, se.id, id);
+	if (se.duplicate)
+		answer_json(a, 200,
+			    json_pack("{s:s, s:b}", "id", id, "duplicate", 1));
+	else
+		answer_json(a, 201, json_pack("{s:s}", "id", id));
+}
+
+/* 200 {"accepted": N, "duplicates": K, "ids": [...]}, built by hand: this
+ * is the hot path and ids need no escaping. */
+static void answer_all_accepted(const struct http_ctx *ctx,
+				const struct store_event *ev, size_t n,
+				struct answer *a)
+{
+	char head[96];
+	char id[STORE_ID_MAX];
+	size_t dups = 0;
+	for (size_t i = 0; i < n; i++)
+		dups += ev[i].duplicate;
+	snprintf(head, sizeof(head),
+		 "{\"accepted\":%zu,\"duplicates\":%zu,\"ids\":[", n, dups);
+	int rc = buf_reserve(&a->body, n * (STORE_ID_MAX + 3) + 128);
+	rc = rc ? rc : buf_append_str(&a->body, head);
+	for (size_t i = 0; i < n && !rc; i++) {
+		store_format_id(ctx->store, ev[i].id, id);
+		rc = buf_append_str(&a->body, i ? ",\"" : "\"");
+		rc = rc ? rc : buf_append_str(&a->body, id);
+		rc = rc ? rc : buf_append(&a->body, "\"", 1);
+	}
+	rc = rc ? rc : buf_append(&a->body, "]}", 2);
+	if (rc)
+		answer_detail(a, 500, "out of memory");
+	else
+		a->status = 200;
+}
+
+static void answer_results(const struct http_ctx *ctx,
+			   const struct store_event *ev, char **details,
+			   size_t n, struct answer *a)
+{
+	char id[STORE_ID_MAX];
+	json_t *results = json_array();
+	for (size_t i = 0; i < n && results; i++) {
+		json_t *r;
+		if (ev[i].status) {
+			r = json_pack("{s:i, s:s}", "status", ev[i].status,
+				      "detail",
+				      details[i] ? details[i] : "rejected");
+		} else {
+			store_format_id(ctx->store, ev[i].id, id);
+			r = ev[i].duplicate
+				    ? json_pack("{s:i, s:s, s:b}", "status",
+						200, "id", id, "duplicate", 1)
+				    : json_pack("{s:i, s:s}", "status", 201,
+						"id", id);
+		}
+		if (!r || json_array_append_new(results, r)) {
+			json_decref(results);
+			results = NULL;
+		}
+	}
+	answer_json(a, 207,
+		    results ? json_pack("{s:o}", "results", results) : NULL);
+}
+
+static void handle_batch(const struct http_ctx *ctx, json_t *root,
+			 struct answer *a, struct store_tally *t)
+{
+	const struct rx_config *cfg = ctx->cfg;
+	struct store_event *ev = NULL;
+	char **details = NULL;
+	struct buf lines = { 0 };
+	char detail[DETAIL_MAX];
+	size_t n, i, refused = 0, first_rejected = SIZE_MAX;
+	bool transient;
+	json_t *logs, *e;
+
+	if (!json_is_object(root)) {
+		answer_detail(a, 400, "body: must be an object {\"logs\": [...]}");
+		return;
+	}
+	logs = json_object_get(root, "logs");
+	if (!logs) {
+		answer_detail(a, 400, "logs: field required");
+		return;
+	}
+	if (!json_is_array(logs)) {
+		answer_detail(a, 400, "logs: must be an array of events");
+		return;
+	}
+	n = json_array_size(logs);
+	if (n == 0) {
+		answer_detail(a, 422, "logs: must not be empty");
+		return;
+	}
+	if (n > (size_t)cfg->max_batch_events) {
+		snprintf(detail, sizeof(detail),
+			 "logs: more than %ld events in one batch",
+			 cfg->max_batch_events);
+		answer_detail(a, 413, detail);
+		return;
+	}
+	ev = calloc(n, sizeof(*ev));
+	details = calloc(n, sizeof(*details));
+	if (!ev || !details)
+		goto oom;
+
+	bool keep_lines = store_has_out(ctx->store);
+	json_array_foreach(logs, i, e)
+	{
+		int status = 0;
+		if (event_validate(e, &ev[i].key, detail, sizeof(detail))) {
+			status = 422;
+			transient = false;
+		} else {
+			status = word_rules(cfg, e, detail, sizeof(detail),
+					    &transient);
+		}
+		if (status) {
+			ev[i].status = status;
+			details[i] = strdup(detail);
+			if (!details[i])
+				goto oom;
+			refused++;
+			if (transient) {
+				t->transient++;
+			} else {
+				t->rejected++;
+				if (first_rejected == SIZE_MAX)
+					first_rejected = i;
+			}
+			continue;
+		}
+		if (keep_lines) {
+			ev[i].line_off = lines.len;
+			if (dump_line(e, &lines))
+				goto oom;
+			ev[i].line_len = lines.len - ev[i].line_off;
+		}
+	}
+
+	if (cfg->reject_whole_batch && first_rejected != SIZE_MAX) {
+		snprintf(detail, sizeof(detail), "logs[%zu]: %s",
+			 first_rejected, details[first_rejected]);
+		answer_detail(a, 422, detail);
+		t->rejected = n; /* nothing of it is kept */
+		t->transient = 0;
+		goto out;
+	}
+	if (store_commit(ctx->store, ev, n, lines.data)) {
+		answer_detail(a, 500, "could not write the out file");
+		goto out;
+	}
+	if (refused == 0)
+		answer_all_accepted(ctx, ev, n, a);
+	else
+		answer_results(ctx, ev, details, n, a);
+	goto out;
+oom:
+	answer_detail(a, 500, "out of memory");
+out:
+	for (i = 0; details && i < n; i++)
+		free(details[i]);
+	free(details);
+	free(ev);
+	buf_free(&lines);
+}
+
+/* The body is in: decode, parse and handle an API request. */
+static void handle_api(const struct http_ctx *ctx, struct req *r,
+		       struct answer *a, struct store_tally *t)
+{
+	const struct rx_config *cfg = ctx->cfg;
+	struct buf inflated = { 0 };
+	const char *data = r->body.data;
+	size_t len = r->body.len;
+	char detail[DETAIL_MAX];
+
+	if (r->too_big) {
+		snprintf(detail, sizeof(detail),
+			 "body: larger than %zu bytes", cfg->max_body);
+		answer_detail(a, 413, detail);
+		return;
+	}
+	if (r->oom) {
+		answer_detail(a, 500, "out of memory");
+		return;
+	}
+	if (r->gzip) {
+		int rc = body_gunzip(data, len, cfg->max_inflated, &inflated);
+		if (rc == -EFBIG) {
+			snprintf(detail, sizeof(detail),
+				 "body: inflates to more than %zu bytes",
+				 cfg->max_inflated);
+			answer_detail(a, 413, detail);
+		} else if (rc == -ENOMEM) {
+			answer_detail(a, 500, "out of memory");
+		} else if (rc) {
+			answer_detail(a, 400, "body: not a valid gzip stream");
+		}
+		if (rc)
+			goto out;
+		data = inflated.data;
+		len = inflated.len;
+	}
+	t->bytes_inflated = len;
+	if (len == 0) {
+		answer_detail(a, 400, "body: empty");
+		goto out;
+	}
+	if (r->route == ROUTE_BATCH && len > cfg->max_batch_bytes) {
+		snprintf(detail, sizeof(detail),
+			 "body: batch JSON larger than %zu bytes",
+			 cfg->max_batch_bytes);
+		answer_detail(a, 413, detail);
+		goto out;
+	}
+
+	json_error_t err;
+	json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &err);
+	if (!root) {
+		snprintf(detail, sizeof(detail),
+			 "body: invalid JSON: %s (line %d, column %d)",
+			 err.text, err.line, err.column);
+		answer_detail(a, 400, detail);
+		goto out;
+	}
+	if (r->route == ROUTE_SINGLE)
+		handle_single(ctx, root, a, t);
+	else
+		handle_batch(ctx, root, a, t);
+	json_decref(root);
+	if (a->status >= 200 && a->status < 300 &&
+	    store_pick_drop(ctx->store)) {
+		a->drop = true;
+		t->dropped = true;
+	}
+out:
+	buf_free(&inflated);
+}
+
+static enum MHD_Result finish_request(const struct http_ctx *ctx,
+				      struct MHD_Connection *c,
+				      const char *method, const char *url,
+				      struct req *r)
+{
+	const struct rx_config *cfg = ctx->cfg;
+	struct answer a = { 0 };
+	const char *idem = header(c, "Idempotency-Key");
+	struct store_tally t = {
+		.api = r->api,
+		.batch = r->route == ROUTE_BATCH,
+		.gzip = r->gzip,
+		.fault = r->fault,
+		.idempotency_key = r->api && idem != NULL,
+		.bytes_in = r->wire_bytes,
+		.user_agent = header(c, MHD_HTTP_HEADER_USER_AGENT),
+		.idempotency_val = idem,
+	};
+
+	if (r->api && cfg->latency_ms > 0)
+		sleep_ms(cfg->latency_ms);
+
+	if (r->early_status) {
+		answer_detail(&a, r->early_status, r->early_detail);
+		a.allow = r->allow;
+		a.retry_after = r->fault;
+	} else if (r->route == ROUTE_STATS) {
+		char *text = store_stats_json(ctx->store);
+		if (text) {
+			a.status = 200;
+			a.body.data = text;
+			a.body.len = strlen(text);
+			a.body.cap = a.body.len + 1;
+		} else {
+			answer_detail(&a, 500, "out of memory");
+		}
+	} else if (r->route == ROUTE_HEALTH) {
+		answer_json(&a, 200, json_pack("{s:s}", "status", "ok"));
+	} else {
+		handle_api(ctx, r, &a, &t);
+	}
+
+	t.status = a.drop ? 0 : a.status;
+	store_tally(ctx->store, &t);
+	if (cfg->verbose)
+		fprintf(stderr, "mlog-receiver: %s %s -> %d%s (%" PRIu64
+				" bytes)\n",
+			method, url, a.status, a.drop ? " dropped" : "",
+			r->wire_bytes);
+	return send_answer(cfg, c, &a);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
+				  const char *url, const char *method,
+				  const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	const struct http_ctx *ctx = cls;
+	struct req *r = *con_cls;
+
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		begin_request(ctx, c, url, method, r);
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		take_body(ctx, r, upload_data, *upload_data_size);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	return finish_request(ctx, c, method, url, r);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct req *r = *con_cls;
+	if (!r)
+		return;
+	buf_free(&r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	const struct rx_config *cfg = cls;
+	if (!cfg->verbose)
+		return;
+	fputs("mlog-receiver: libmicrohttpd: ", stderr);
+	vfprintf(stderr, fmt, ap);
+}
+
+struct MHD_Daemon *http_start(const struct rx_config *cfg,
+			      struct store *store, int fd, bool ipv6)
+{
+	the_ctx.cfg = cfg;
+	the_ctx.store = store;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
+			     MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL |
+			     MHD_USE_ERROR_LOG;
+	if (ipv6)
+		flags |= MHD_USE_IPv6;
+	return MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, &the_ctx,
+		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)cfg,
+		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_END);
+}
+
+void http_stop(struct MHD_Daemon *d)
+{
+	if (d)
+		MHD_stop_daemon(d);
+}

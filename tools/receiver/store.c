@@ -1,0 +1,297 @@
+/* store.c - the dedup set, the out file, the counters and the fault dice,
+ * all behind one mutex. */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+struct store {
+	pthread_mutex_t lock;
+	const struct rx_config *cfg;
+	FILE *out;
+	bool out_is_stdout;
+	struct dedup *dedup;
+	uint64_t next_id;
+	uint32_t run_tag;
+	uint64_t rng;
+	long fail_first_left;
+	long drop_first_left;
+	struct store_counts counts;
+	char last_user_agent[256];
+	char last_idempotency_key[128];
+	struct timespec started;
+};
+
+static uint64_t rng_next(uint64_t *state)
+{
+	/* splitmix64 */
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static double rng_unit(uint64_t *state)
+{
+	return (double)(rng_next(state) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int store_create(const struct rx_config *cfg, struct store **out)
+{
+	int rc = -ENOMEM;
+	struct store *s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->cfg = cfg;
+	pthread_mutex_init(&s->lock, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &s->started);
+	s->next_id = 1;
+	s->rng = (uint64_t)cfg->seed;
+	s->fail_first_left = cfg->fail_first;
+	s->drop_first_left = cfg->drop_after_store;
+
+	/* A tag that differs between runs, so ids of two runs differ. */
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t tag_seed = (uint64_t)now.tv_nsec ^
+			    ((uint64_t)now.tv_sec << 20) ^ (uint64_t)getpid();
+	s->run_tag = (uint32_t)rng_next(&tag_seed);
+
+	rc = dedup_create((size_t)cfg->dedup_max, &s->dedup);
+	if (rc)
+		goto fail;
+	if (cfg->out && strcmp(cfg->out, "-") == 0) {
+		s->out = stdout;
+		s->out_is_stdout = true;
+	} else if (cfg->out) {
+		s->out = fopen(cfg->out, "ae");
+		if (!s->out) {
+			rc = -errno;
+			goto fail;
+		}
+	}
+	if (s->out)
+		setvbuf(s->out, NULL, _IOFBF, 1 << 20);
+	*out = s;
+	return 0;
+fail:
+	dedup_destroy(s->dedup);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return rc;
+}
+
+int store_destroy(struct store *s)
+{
+	int rc = 0;
+	if (!s)
+		return 0;
+	if (s->out) {
+		if (fflush(s->out) != 0)
+			rc = -EIO;
+		if (!s->out_is_stdout && fclose(s->out) != 0)
+			rc = -EIO;
+	}
+	dedup_destroy(s->dedup);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return rc;
+}
+
+bool store_has_out(const struct store *s)
+{
+	return s->out != NULL;
+}
+
+int store_pick_fault(struct store *s)
+{
+	const struct rx_config *cfg = s->cfg;
+	int status = 0;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->fail_first_left > 0) {
+		s->fail_first_left--;
+		status = (int)cfg->fail_status;
+	} else if (cfg->fail_rate > 0 && rng_unit(&s->rng) < cfg->fail_rate) {
+		status = (int)cfg->fail_rate_status;
+		if (status == 0)
+			status = (rng_next(&s->rng) & 1) ? 503 : 500;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return status;
+}
+
+bool store_pick_drop(struct store *s)
+{
+	bool drop = false;
+	pthread_mutex_lock(&s->lock);
+	if (s->drop_first_left > 0) {
+		s->drop_first_left--;
+		drop = true;
+	} else if (s->cfg->drop_rate > 0 &&
+		   rng_unit(&s->rng) < s->cfg->drop_rate) {
+		drop = true;
+	}
+	pthread_mutex_unlock(&s->lock);
+	return drop;
+}
+
+int store_commit(struct store *s, struct store_event *ev, size_t n,
+		 const char *lines)
+{
+	int rc = 0;
+	/* Runs of consecutive new lines are written with one fwrite. */
+	const char *run = NULL;
+	size_t run_len = 0;
+
+	pthread_mutex_lock(&s->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct store_event *e = &ev[i];
+		if (e->status != 0)
+			continue;
+		uint64_t existing;
+		int found = dedup_lookup_or_insert(s->dedup, e->key,
+						   s->next_id, &existing);
+		if (found == 1) {
+			e->duplicate = true;
+			e->id = existing;
+			s->counts.duplicates++;
+			continue;
+		}
+		/* On ENOMEM the event is still stored, only not remembered:
+		 * a later copy would be stored again. */
+		e->duplicate = false;
+		e->id = s->next_id++;
+		s->counts.accepted++;
+		if (!s->out)
+			continue;
+		const char *line = lines + e->line_off;
+		if (run && run + run_len == line) {
+			run_len += e->line_len;
+			continue;
+		}
+		if (run && fwrite(run, 1, run_len, s->out) != run_len)
+			rc = -EIO;
+		run = line;
+		run_len = e->line_len;
+	}
+	if (s->out) {
+		if (run && fwrite(run, 1, run_len, s->out) != run_len)
+			rc = -EIO;
+		if (fflush(s->out) != 0)
+			rc = -EIO;
+	}
+	if (rc)
+		s->counts.write_errors++;
+	pthread_mutex_unlock(&s->lock);
+	return rc;
+}
+
+void store_format_id(const struct store *s, uint64_t id,
+		     char buf[STORE_ID_MAX])
+{
+	snprintf(buf, STORE_ID_MAX, "ev-%08" PRIx32 "-%" PRIu64, s->run_tag,
+		 id);
+}
+
+static void copy_header(char *dst, size_t size, const char *src)
+{
+	/* Printable ASCII only, so /stats is always valid JSON. */
+	size_t i = 0;
+	if (!src)
+		return;
+	for (; src[i] && i + 1 < size; i++)
+		dst[i] = (src[i] >= 0x20 && src[i] < 0x7f) ? src[i] : '?';
+	dst[i] = '\0';
+}
+
+void store_tally(struct store *s, const struct store_tally *t)
+{
+	pthread_mutex_lock(&s->lock);
+	struct store_counts *c = &s->counts;
+	c->http_requests++;
+	if (t->api) {
+		c->requests++;
+		if (t->batch)
+			c->batches++;
+		else
+			c->singles++;
+		copy_header(s->last_user_agent, sizeof(s->last_user_agent),
+			    t->user_agent);
+	}
+	if (t->idempotency_key) {
+		c->idempotency_keys++;
+		copy_header(s->last_idempotency_key,
+			    sizeof(s->last_idempotency_key),
+			    t->idempotency_val);
+	}
+	c->gzip_requests += t->gzip;
+	c->faults += t->fault;
+	c->dropped += t->dropped;
+	c->bytes_in += t->bytes_in;
+	c->bytes_inflated += t->bytes_inflated;
+	c->rejected += t->rejected;
+	c->transient += t->transient;
+	if (t->status >= 100 && t->status < 600)
+		c->status[t->status]++;
+	pthread_mutex_unlock(&s->lock);
+}
+
+char *store_stats_json(struct store *s)
+{
+	struct store_counts c;
+	size_t unique;
+	char ua[sizeof(s->last_user_agent)];
+	char ik[sizeof(s->last_idempotency_key)];
+	struct timespec now;
+
+	pthread_mutex_lock(&s->lock);
+	c = s->counts;
+	unique = dedup_count(s->dedup);
+	memcpy(ua, s->last_user_agent, sizeof(ua));
+	memcpy(ik, s->last_idempotency_key, sizeof(ik));
+	pthread_mutex_unlock(&s->lock);
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	double uptime = (double)(now.tv_sec - s->started.tv_sec) +
+			(double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
+
+	json_t *status = json_object();
+	for (int i = 100; i < 600 && status; i++) {
+		if (!c.status[i])
+			continue;
+		char key[8];
+		snprintf(key, sizeof(key), "%d", i);
+		json_object_set_new(status, key,
+				    json_integer((json_int_t)c.status[i]));
+	}
+#define I(v) json_integer((json_int_t)(v))
+	json_t *root = json_pack(
+		"{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
+		" s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:f}",
+		"requests", I(c.requests), "accepted", I(c.accepted),
+		"duplicates", I(c.duplicates), "rejected", I(c.rejected),
+		"transient", I(c.transient), "batches", I(c.batches),
+		"singles", I(c.singles), "bytes_in", I(c.bytes_in),
+		"bytes_inflated", I(c.bytes_inflated), "gzip_requests",
+		I(c.gzip_requests), "faults", I(c.faults), "dropped",
+		I(c.dropped), "idempotency_keys", I(c.idempotency_keys),
+		"write_errors", I(c.write_errors), "http_requests",
+		I(c.http_requests), "unique_ids", I(unique), "status",
+		status ? status : json_object(), "last_user_agent", ua,
+		"last_idempotency_key", ik, "uptime_seconds", uptime);
+#undef I
+	if (!root)
+		return NULL;
+	char *text = json_dumps(root, JSON_COMPACT);
+	json_decref(root);
+	return text;
+}
