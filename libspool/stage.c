@@ -74,6 +74,7 @@ struct spool_stage {
 	bool stop;
 	bool urgent;
 	atomic_bool idle;
+	atomic_bool kicked; /* a producer has signalled since the flusher last looked */
 	_Atomic uint64_t committed_no;
 	_Atomic int err; /* last failure of the flusher, 0 when it is making progress */
 	pthread_t thread;
@@ -226,6 +227,7 @@ static void *flusher_main(void *arg)
 	for (;;) {
 		/* sleep until there is something to move */
 		while (!st->stop && !pending_work(st)) {
+			atomic_store(&st->kicked, false);
 			atomic_store(&st->idle, true);
 			if (pending_work(st))
 				break;
@@ -245,6 +247,7 @@ static void *flusher_main(void *arg)
 				;
 		}
 		st->urgent = false;
+		atomic_store(&st->kicked, false);
 		pthread_mutex_unlock(&st->mu);
 
 		uint64_t tail = atomic_load(&st->sh->tail);
@@ -548,9 +551,10 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 	bool fill = st->wpos - atomic_load(&st->sh->tail) > st->size / 2;
 	pthread_mutex_unlock(&st->wmu);
 
-	if (atomic_load(&st->idle) || fill || staged >= st->batch) {
+	bool hurry = fill || staged >= st->batch;
+	if ((atomic_load(&st->idle) || hurry) && !atomic_exchange(&st->kicked, true)) {
 		pthread_mutex_lock(&st->mu);
-		if (fill || staged >= st->batch)
+		if (hurry)
 			st->urgent = true;
 		pthread_cond_signal(&st->wake);
 		pthread_mutex_unlock(&st->mu);
