@@ -16,6 +16,9 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct spool_env *g_envs;
 static struct spool *g_handles;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* getpid() is a system call; the hot path compares against this copy, which
+ * the fork handler renews in every child. */
+static _Atomic pid_t g_pid;
 
 static const char KEY_COUNTERS[] = "spool.counters";
 static const char KEY_FORMAT[] = "spool.format";
@@ -46,12 +49,20 @@ static void atfork_child(void)
 	}
 	g_handles = NULL;
 	g_envs = NULL;
+	atomic_store(&g_pid, getpid());
 	pthread_mutex_unlock(&g_mu);
 }
 
 static void init_once(void)
 {
+	atomic_store(&g_pid, getpid());
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+pid_t spool_current_pid(void)
+{
+	pthread_once(&g_once, init_once);
+	return atomic_load_explicit(&g_pid, memory_order_relaxed);
 }
 
 void spool_handle_register(struct spool *s)
@@ -221,7 +232,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	}
 
 	pthread_mutex_lock(&g_mu);
-	pid_t me = getpid();
+	pid_t me = atomic_load(&g_pid);
 	for (struct spool_env *e = g_envs; e; e = e->next) {
 		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == me) {
 			e->refs++;
@@ -280,7 +291,7 @@ void spool_env_release(struct spool_env *env)
 	if (!env)
 		return;
 	pthread_mutex_lock(&g_mu);
-	if (env->pid != getpid()) {
+	if (env->pid != atomic_load(&g_pid)) {
 		/* inherited across fork: abandoned, never closed */
 		pthread_mutex_unlock(&g_mu);
 		return;

@@ -193,6 +193,7 @@ struct spool {
 };
 
 bool spool_forked(const struct spool *s);
+pid_t spool_current_pid(void); /* getpid(), cached and renewed at fork */
 void spool_handle_register(struct spool *s);
 void spool_handle_unregister(struct spool *s);
 /* Enforce the full policy for the staged modes before accepting records. */

@@ -20,7 +20,7 @@
 
 bool spool_forked(const struct spool *s)
 {
-	return s->pid != getpid();
+	return s->pid != spool_current_pid();
 }
 
 static bool bad_seconds(double v)
@@ -85,7 +85,7 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
 		return -ENOMEM;
 	}
 	s->opt = o;
-	s->pid = getpid();
+	s->pid = spool_current_pid();
 	s->agent_fd = -1;
 	s->lim_enforce = (struct spool_limits){o.max_events, o.max_bytes, o.full_policy, true};
 	s->lim_staged = (struct spool_limits){o.max_events, o.max_bytes, o.full_policy, false};

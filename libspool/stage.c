@@ -588,7 +588,7 @@ int spool_stage_sync(struct spool *s, double timeout_seconds)
 
 /* ---- recovery of the rings of dead processes ---- */
 
-static int recover_one(struct spool_env *env, const char *path, uint64_t *moved)
+static int recover_one(struct spool_env *env, const char *path, uint64_t *moved, uint64_t *found)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -604,6 +604,7 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved)
 		close(fd); /* already recovered and removed by someone else */
 		return 0;
 	}
+	(*found)++;
 	if ((size_t)st.st_size > RING_HDR_SIZE)
 		m = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	struct ring_shared *sh = m == MAP_FAILED ? NULL : m;
@@ -669,6 +670,7 @@ int spool_stage_recover(struct spool_env *env, uint64_t *moved)
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
 	int first_err = 0;
+	uint64_t found = 0;
 	struct dirent *de;
 	int64_t now = spool_now_us();
 	while ((de = readdir(d)) != NULL) {
@@ -676,7 +678,7 @@ int spool_stage_recover(struct spool_env *env, uint64_t *moved)
 		snprintf(path, sizeof(path), "%s/%s", dirpath, de->d_name);
 		size_t len = strlen(de->d_name);
 		if (strncmp(de->d_name, "ring-", 5) == 0 && len == 21) {
-			int rc = recover_one(env, path, moved);
+			int rc = recover_one(env, path, moved, &found);
 			if (rc && !first_err)
 				first_err = rc;
 		} else if (strncmp(de->d_name, "tmp-", 4) == 0) {
@@ -691,8 +693,8 @@ int spool_stage_recover(struct spool_env *env, uint64_t *moved)
 		}
 	}
 	closedir(d);
-	/* folds the torn count in and drops marks of vanished rings */
-	int rc = spool_write_gc_marks(env);
+	/* after a recovery: fold the torn count in, drop marks of vanished rings */
+	int rc = found ? spool_write_gc_marks(env) : 0;
 	return first_err ? first_err : rc;
 }
 
