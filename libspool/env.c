@@ -267,6 +267,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&env->gc_cv, &ca);
+	pthread_cond_init(&env->gc_join, &ca);
 	pthread_condattr_destroy(&ca);
 
 	int rc = env_open_mdb(env, errbuf, errlen);
@@ -275,6 +276,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		pthread_rwlock_destroy(&env->map_lock);
 		pthread_mutex_destroy(&env->gc_mu);
 		pthread_cond_destroy(&env->gc_cv);
+		pthread_cond_destroy(&env->gc_join);
 		free(env->dir);
 		free(env);
 		return rc;
@@ -312,6 +314,7 @@ void spool_env_release(struct spool_env *env)
 	pthread_rwlock_destroy(&env->map_lock);
 	pthread_mutex_destroy(&env->gc_mu);
 	pthread_cond_destroy(&env->gc_cv);
+	pthread_cond_destroy(&env->gc_join);
 	free(env->dir);
 	free(env);
 }

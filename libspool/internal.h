@@ -89,9 +89,15 @@ struct spool_env {
 
 	/* group commit */
 	pthread_mutex_t gc_mu;
-	pthread_cond_t gc_cv;
+	pthread_cond_t gc_cv;	/* to the followers: a commit finished */
+	pthread_cond_t gc_join; /* to a gathering leader: a request was queued */
 	struct spool_wreq *gc_head, *gc_tail;
 	bool gc_busy;
+	bool gc_gathering;
+	unsigned gc_queued;  /* requests in the queue */
+	unsigned gc_peak;    /* largest recent group, decaying */
+	unsigned gc_last;    /* size of the last group */
+	int64_t gc_last_ns;  /* duration of the last commit */
 
 	/* figures of the last commit anyone in this process made, for cheap
 	 * full-spool checks in the staged modes */

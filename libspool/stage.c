@@ -72,7 +72,7 @@ struct spool_stage {
 	pthread_cond_t wake;  /* to the flusher */
 	pthread_cond_t moved; /* from the flusher: tail advanced or error */
 	bool stop;
-	bool urgent;
+	atomic_bool urgent; /* skip the interval wait: set under mu, read anywhere */
 	atomic_bool idle;
 	atomic_bool kicked; /* a producer has signalled since the flusher last looked */
 	_Atomic uint64_t committed_no;
@@ -239,14 +239,14 @@ static void *flusher_main(void *arg)
 		if (st->stop && !pending_work(st))
 			break;
 		/* let the group grow for one interval, unless asked to hurry */
-		if (!st->stop && !st->urgent) {
+		if (!st->stop && !atomic_load(&st->urgent)) {
 			struct timespec ts;
 			spool_deadline(&ts, st->interval);
-			while (!st->stop && !st->urgent &&
+			while (!st->stop && !atomic_load(&st->urgent) &&
 			       pthread_cond_timedwait(&st->wake, &st->mu, &ts) == 0)
 				;
 		}
-		st->urgent = false;
+		atomic_store(&st->urgent, false);
 		atomic_store(&st->kicked, false);
 		pthread_mutex_unlock(&st->mu);
 
@@ -446,7 +446,7 @@ static int wait_space(struct spool *s, struct spool_stage *st, uint64_t need,
 		      const struct timespec *deadline)
 {
 	while (st->wpos + need - atomic_load(&st->sh->tail) > st->size) {
-		st->urgent = true;
+		atomic_store(&st->urgent, true);
 		pthread_cond_signal(&st->wake);
 		if (pthread_cond_timedwait(&st->moved, &st->mu, deadline) != 0) {
 			if (st->wpos + need - atomic_load(&st->sh->tail) <= st->size)
@@ -551,11 +551,15 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 	bool fill = st->wpos - atomic_load(&st->sh->tail) > st->size / 2;
 	pthread_mutex_unlock(&st->wmu);
 
-	bool hurry = fill || staged >= st->batch;
-	if ((atomic_load(&st->idle) || hurry) && !atomic_exchange(&st->kicked, true)) {
+	/* wake the flusher when it sleeps with nothing to do (once per sleep),
+	 * and hurry it when a batch is complete or the ring half full (once per
+	 * interval wait) */
+	bool hurry = (fill || staged >= st->batch) && !atomic_load(&st->urgent);
+	bool wake = atomic_load(&st->idle) && !atomic_exchange(&st->kicked, true);
+	if (hurry || wake) {
 		pthread_mutex_lock(&st->mu);
 		if (hurry)
-			st->urgent = true;
+			atomic_store(&st->urgent, true);
 		pthread_cond_signal(&st->wake);
 		pthread_mutex_unlock(&st->mu);
 	}
@@ -573,7 +577,7 @@ int spool_stage_sync(struct spool *s, double timeout_seconds)
 	int rc = 0;
 	pthread_mutex_lock(&st->mu);
 	while (atomic_load(&st->committed_no) < target) {
-		st->urgent = true;
+		atomic_store(&st->urgent, true);
 		pthread_cond_signal(&st->wake);
 		if (pthread_cond_timedwait(&st->moved, &st->mu, &deadline) != 0 &&
 		    atomic_load(&st->committed_no) < target) {

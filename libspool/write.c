@@ -231,6 +231,12 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 	}
 }
 
+/* Group commit: the first thread to find no commit running leads, and
+ * commits every request queued by then in one transaction; the others wait
+ * for it.  After a commit shared by several threads, those threads need a
+ * moment to come back with their next records, so the next leader waits for
+ * them (up to the size of the recent groups, and at most one commit
+ * time) instead of committing the few that happened to be queued already. */
 int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 {
 	req->next = NULL;
@@ -241,22 +247,45 @@ int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 	else
 		env->gc_head = req;
 	env->gc_tail = req;
+	env->gc_queued++;
+	if (env->gc_gathering && env->gc_queued >= env->gc_peak)
+		pthread_cond_signal(&env->gc_join);
 	while (!req->done) {
 		if (env->gc_busy) {
 			pthread_cond_wait(&env->gc_cv, &env->gc_mu);
 			continue;
 		}
-		/* lead: commit everything queued so far in one transaction */
 		env->gc_busy = true;
+		if (env->gc_last > 1 && env->gc_queued < env->gc_peak) {
+			int64_t wait_ns = env->gc_last_ns;
+			if (wait_ns > 500 * 1000)
+				wait_ns = 500 * 1000;
+			struct timespec ts;
+			spool_deadline(&ts, (double)wait_ns / 1e9);
+			env->gc_gathering = true;
+			while (env->gc_queued < env->gc_peak &&
+			       pthread_cond_timedwait(&env->gc_join, &env->gc_mu, &ts) == 0)
+				;
+			env->gc_gathering = false;
+		}
 		struct spool_wreq *list = env->gc_head;
+		unsigned n = env->gc_queued;
 		env->gc_head = env->gc_tail = NULL;
+		env->gc_queued = 0;
 		pthread_mutex_unlock(&env->gc_mu);
+		int64_t t0 = spool_mono_ns();
 		commit_list(env, list);
+		int64_t took = spool_mono_ns() - t0;
 		pthread_mutex_lock(&env->gc_mu);
 		for (struct spool_wreq *r = list, *next; r; r = next) {
 			next = r->next;
 			r->done = true;
 		}
+		env->gc_last = n;
+		env->gc_last_ns = took;
+		/* the peak decays, so a burst of threads that has gone does not make
+		 * later leaders wait for it */
+		env->gc_peak = n >= env->gc_peak ? n : env->gc_peak - (env->gc_peak - n + 3) / 4;
 		env->gc_busy = false;
 		pthread_cond_broadcast(&env->gc_cv);
 	}
