@@ -96,24 +96,54 @@ bool rfc3339_utc_valid(const char *s, size_t len)
 	return i + 6 == len && memcmp(s + i, "+00:00", 6) == 0;
 }
 
-bool event_message_contains(const json_t *ev, const char *word)
-{
-	const json_t *msg = json_object_get(ev, "message");
-	if (!json_is_string(msg))
-		return false;
-	size_t wlen = strlen(word);
-	return wlen == 0 || memmem(json_string_value(msg),
-				   json_string_length(msg), word, wlen) != NULL;
-}
-
-static bool severity_valid(const char *s)
+static bool severity_valid(const char *s, size_t len)
 {
 	static const char *const names[] = { "debug", "info", "warn",
 					     "error", "fatal" };
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strcmp(s, names[i]) == 0)
+		if (strlen(names[i]) == len && memcmp(s, names[i], len) == 0)
 			return true;
 	return false;
+}
+
+int event_fast_check(const struct jevent *ev, struct dedup_key *key)
+{
+	const struct jfield *f = ev->f;
+	if (ev->type != J_OBJECT)
+		return -1;
+	for (int i = 0; i < F_COUNT; i++)
+		if (f[i].count > 1)
+			return -1;
+	if (f[F_MESSAGE].type != J_STRING)
+		return -1;
+	const struct jfield *sev = &f[F_SEVERITY];
+	if (sev->type != J_NONE &&
+	    (sev->type != J_STRING || (sev->flags & JF_ESCAPED) ||
+	     !severity_valid(sev->raw, sev->len)))
+		return -1;
+	if (f[F_TITLE].type != J_NONE && f[F_TITLE].type != J_STRING)
+		return -1;
+	if (f[F_TAGS].type != J_NONE &&
+	    (f[F_TAGS].type != J_ARRAY || !(f[F_TAGS].flags & JF_ALL_STRINGS)))
+		return -1;
+	/* A non-negative JSON integer token is > 0 unless it is "0" (no
+	 * leading zeros in JSON); the scanner refused any beyond int64. */
+	const struct jfield *ttl = &f[F_TTL];
+	if (ttl->type != J_NONE &&
+	    (ttl->type != J_NUMBER || !(ttl->flags & JF_INTEGER) ||
+	     (ttl->flags & JF_NEGATIVE) || (ttl->len == 1 && ttl->raw[0] == '0')))
+		return -1;
+	if (f[F_METADATA].type != J_NONE && f[F_METADATA].type != J_OBJECT)
+		return -1;
+	const struct jfield *id = &f[F_CLIENT_EVENT_ID];
+	if (id->type != J_STRING || (id->flags & JF_ESCAPED) ||
+	    ulid_decode(id->raw, id->len, key))
+		return -1;
+	const struct jfield *ts = &f[F_TIMESTAMP];
+	if (ts->type != J_STRING || (ts->flags & JF_ESCAPED) ||
+	    !rfc3339_utc_valid(ts->raw, ts->len))
+		return -1;
+	return 0;
 }
 
 #define FAIL(...)                                          \
@@ -140,7 +170,7 @@ int event_validate(const json_t *ev, struct dedup_key *key, char *detail,
 	if (v) {
 		if (!json_is_string(v))
 			FAIL("severity: must be a string");
-		if (!severity_valid(json_string_value(v)))
+		if (!severity_valid(json_string_value(v), json_string_length(v)))
 			FAIL("severity: must be one of debug, info, warn, "
 			     "error, fatal");
 	}

@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "dedup.h"
+#include "jscan.h"
 
 /* Checks every field rule of the event object.  On success returns 0 and
  * stores the decoded client_event_id in *key.  On failure returns -1 and
@@ -25,7 +26,10 @@ int ulid_decode(const char *s, size_t len, struct dedup_key *key);
  * including the day of the month in leap years. */
 bool rfc3339_utc_valid(const char *s, size_t len);
 
-/* True when the event's message contains `word` (a NUL-free string). */
-bool event_message_contains(const json_t *ev, const char *word);
+/* The fast path: returns 0 when the scanned event obeys every rule in a
+ * form that needs no decoding (key filled in), or -1 when jansson and
+ * event_validate() must decide.  Never accepts what event_validate()
+ * would refuse. */
+int event_fast_check(const struct jevent *ev, struct dedup_key *key);
 
 #endif

@@ -22,6 +22,7 @@
 
 #include "body.h"
 #include "event.h"
+#include "jscan.h"
 
 #define DETAIL_MAX 256
 
@@ -128,8 +129,7 @@ static void check_api_headers(const struct http_ctx *ctx,
 	}
 	const char *len = header(c, MHD_HTTP_HEADER_CONTENT_LENGTH);
 	if (len) {
-		char *end;
-		unsigned long long n = strtoull(len, &end, 10);
+		unsigned long long n = strtoull(len, NULL, 10);
 		if (n > cfg->max_body)
 			r->too_big = true;
 		else if (n > 0 && buf_reserve(&r->body, (size_t)n))
@@ -331,32 +331,21 @@ static enum MHD_Result send_answer(const struct rx_config *cfg,
 
 /* ---- the two API endpoints ---- */
 
-static int append_line(const char *buffer, size_t size, void *data)
-{
-	return buf_append(data, buffer, size) ? -1 : 0;
-}
-
-/* Appends the event as one compact JSON line. */
-static int dump_line(const json_t *ev, struct buf *lines)
-{
-	if (json_dump_callback(ev, append_line, lines, JSON_COMPACT))
-		return -ENOMEM;
-	return buf_append(lines, "\n", 1);
-}
-
-/* Applies --reject-word and --transient-word to a valid event: returns 0
- * or the status to refuse it with, with the detail in `detail`. */
-static int word_rules(const struct rx_config *cfg, const json_t *ev,
-		      char *detail, size_t detail_len, bool *transient)
+/* --reject-word and --transient-word on a message's decoded text: returns
+ * 0 or the status to refuse the event with (detail filled in). */
+static int word_rules(const struct rx_config *cfg, const char *msg,
+		      size_t len, char *detail, size_t detail_len,
+		      bool *transient)
 {
 	*transient = false;
-	if (cfg->reject_word && event_message_contains(ev, cfg->reject_word)) {
+	if (cfg->reject_word && memmem(msg, len, cfg->reject_word,
+				       strlen(cfg->reject_word))) {
 		snprintf(detail, detail_len,
 			 "message: contains a rejected word");
 		return (int)cfg->reject_status;
 	}
-	if (cfg->transient_word &&
-	    event_message_contains(ev, cfg->transient_word)) {
+	if (cfg->transient_word && memmem(msg, len, cfg->transient_word,
+					  strlen(cfg->transient_word))) {
 		snprintf(detail, detail_len,
 			 "message: contains the transient word; try again");
 		*transient = true;
@@ -365,22 +354,58 @@ static int word_rules(const struct rx_config *cfg, const json_t *ev,
 	return 0;
 }
 
-static void handle_single(const struct http_ctx *ctx, json_t *ev,
-			  struct answer *a, struct store_tally *t)
+/* Decides one event: 0 to store it (se->key filled in), or the status it
+ * is refused with (detail filled in).  Plainly valid events are decided
+ * from the scan; everything else by jansson and event_validate(). */
+static int classify(const struct rx_config *cfg, const char *body,
+		    const struct jevent *je, struct store_event *se,
+		    char *detail, size_t detail_len, bool *transient)
 {
+	const struct jfield *msg = &je->f[F_MESSAGE];
+	bool words = cfg->reject_word || cfg->transient_word;
+
+	*transient = false;
+	if (!cfg->validate_with_jansson &&
+	    event_fast_check(je, &se->key) == 0 &&
+	    (!words || !(msg->flags & JF_ESCAPED)))
+		return word_rules(cfg, msg->raw, msg->len, detail, detail_len,
+				  transient);
+
+	json_error_t err;
+	json_t *ev = json_loadb(body + je->raw_off, je->raw_len,
+				JSON_ALLOW_NUL | JSON_DECODE_ANY, &err);
+	if (!ev) {
+		/* The scanner accepted what jansson refuses: a bug. */
+		snprintf(detail, detail_len, "event: invalid JSON: %s",
+			 err.text);
+		return 400;
+	}
+	int status = 0;
+	if (event_validate(ev, &se->key, detail, detail_len)) {
+		status = 422;
+	} else {
+		json_t *m = json_object_get(ev, "message");
+		status = word_rules(cfg, json_string_value(m),
+				    json_string_length(m), detail, detail_len,
+				    transient);
+	}
+	json_decref(ev);
+	return status;
+}
+
+static void answer_single(const struct http_ctx *ctx, const char *body,
+			  const struct jscan_result *res,
+			  const struct buf *lines, struct answer *a,
+			  struct store_tally *t)
+{
+	const struct jevent *je = &res->events[0];
 	struct store_event se = { 0 };
 	char detail[DETAIL_MAX];
 	char id[STORE_ID_MAX];
-	struct buf lines = { 0 };
 	bool transient;
 
-	if (event_validate(ev, &se.key, detail, sizeof(detail))) {
-		t->rejected = 1;
-		answer_detail(a, 422, detail);
-		return;
-	}
-	int status = word_rules(ctx->cfg, ev, detail, sizeof(detail),
-				&transient);
+	int status = classify(ctx->cfg, body, je, &se, detail, sizeof(detail),
+			      &transient);
 	if (status) {
 		if (transient)
 			t->transient = 1;
@@ -389,17 +414,9 @@ static void handle_single(const struct http_ctx *ctx, json_t *ev,
 		answer_detail(a, status, detail);
 		return;
 	}
-	if (store_has_out(ctx->store)) {
-		if (dump_line(ev, &lines)) {
-			buf_free(&lines);
-			answer_detail(a, 500, "out of memory");
-			return;
-		}
-		se.line_len = lines.len;
-	}
-	int rc = store_commit(ctx->store, &se, 1, lines.data);
-	buf_free(&lines);
-	if (rc) {
+	se.line_off = je->line_off;
+	se.line_len = je->line_len;
+	if (store_commit(ctx->store, &se, 1, lines->data)) {
 		answer_detail(a, 500, "could not write the out file");
 		return;
 	}
@@ -422,21 +439,30 @@ static void answer_all_accepted(const struct http_ctx *ctx,
 	size_t dups = 0;
 	for (size_t i = 0; i < n; i++)
 		dups += ev[i].duplicate;
-	snprintf(head, sizeof(head),
-		 "{\"accepted\":%zu,\"duplicates\":%zu,\"ids\":[", n, dups);
-	int rc = buf_reserve(&a->body, n * (STORE_ID_MAX + 3) + 128);
-	rc = rc ? rc : buf_append_str(&a->body, head);
-	for (size_t i = 0; i < n && !rc; i++) {
-		store_format_id(ctx->store, ev[i].id, id);
-		rc = buf_append_str(&a->body, i ? ",\"" : "\"");
-		rc = rc ? rc : buf_append_str(&a->body, id);
-		rc = rc ? rc : buf_append(&a->body, "\"", 1);
-	}
-	rc = rc ? rc : buf_append(&a->body, "]}", 2);
-	if (rc)
+	int k = snprintf(head, sizeof(head),
+			 "{\"accepted\":%zu,\"duplicates\":%zu,\"ids\":[", n,
+			 dups);
+	if (buf_reserve(&a->body, n * (STORE_ID_MAX + 3) + (size_t)k + 4)) {
 		answer_detail(a, 500, "out of memory");
-	else
-		a->status = 200;
+		return;
+	}
+	/* Room is reserved: append without further checks. */
+	char *p = a->body.data;
+	memcpy(p, head, (size_t)k);
+	p += k;
+	for (size_t i = 0; i < n; i++) {
+		size_t m = store_format_id(ctx->store, ev[i].id, id);
+		if (i)
+			*p++ = ',';
+		*p++ = '"';
+		memcpy(p, id, m);
+		p += m;
+		*p++ = '"';
+	}
+	*p++ = ']';
+	*p++ = '}';
+	a->body.len = (size_t)(p - a->body.data);
+	a->status = 200;
 }
 
 static void answer_results(const struct http_ctx *ctx,
@@ -468,32 +494,17 @@ static void answer_results(const struct http_ctx *ctx,
 		    results ? json_pack("{s:o}", "results", results) : NULL);
 }
 
-static void handle_batch(const struct http_ctx *ctx, json_t *root,
-			 struct answer *a, struct store_tally *t)
+static void answer_batch(const struct http_ctx *ctx, const char *body,
+			 const struct jscan_result *res,
+			 const struct buf *lines, struct answer *a,
+			 struct store_tally *t)
 {
 	const struct rx_config *cfg = ctx->cfg;
-	struct store_event *ev = NULL;
-	char **details = NULL;
-	struct buf lines = { 0 };
+	size_t n = res->n_events, refused = 0, first_rejected = SIZE_MAX;
 	char detail[DETAIL_MAX];
-	size_t n, i, refused = 0, first_rejected = SIZE_MAX;
+	char **details = NULL;
 	bool transient;
-	json_t *logs, *e;
 
-	if (!json_is_object(root)) {
-		answer_detail(a, 400, "body: must be an object {\"logs\": [...]}");
-		return;
-	}
-	logs = json_object_get(root, "logs");
-	if (!logs) {
-		answer_detail(a, 400, "logs: field required");
-		return;
-	}
-	if (!json_is_array(logs)) {
-		answer_detail(a, 400, "logs: must be an array of events");
-		return;
-	}
-	n = json_array_size(logs);
 	if (n == 0) {
 		answer_detail(a, 422, "logs: must not be empty");
 		return;
@@ -505,42 +516,30 @@ static void handle_batch(const struct http_ctx *ctx, json_t *root,
 		answer_detail(a, 413, detail);
 		return;
 	}
-	ev = calloc(n, sizeof(*ev));
-	details = calloc(n, sizeof(*details));
-	if (!ev || !details)
+	struct store_event *ev = calloc(n, sizeof(*ev));
+	if (!ev)
 		goto oom;
-
-	bool keep_lines = store_has_out(ctx->store);
-	json_array_foreach(logs, i, e)
-	{
-		int status = 0;
-		if (event_validate(e, &ev[i].key, detail, sizeof(detail))) {
-			status = 422;
-			transient = false;
-		} else {
-			status = word_rules(cfg, e, detail, sizeof(detail),
-					    &transient);
-		}
-		if (status) {
-			ev[i].status = status;
-			details[i] = strdup(detail);
-			if (!details[i])
-				goto oom;
-			refused++;
-			if (transient) {
-				t->transient++;
-			} else {
-				t->rejected++;
-				if (first_rejected == SIZE_MAX)
-					first_rejected = i;
-			}
+	for (size_t i = 0; i < n; i++) {
+		const struct jevent *je = &res->events[i];
+		ev[i].line_off = je->line_off;
+		ev[i].line_len = je->line_len;
+		int status = classify(cfg, body, je, &ev[i], detail,
+				      sizeof(detail), &transient);
+		if (!status)
 			continue;
-		}
-		if (keep_lines) {
-			ev[i].line_off = lines.len;
-			if (dump_line(e, &lines))
-				goto oom;
-			ev[i].line_len = lines.len - ev[i].line_off;
+		if (!details && !(details = calloc(n, sizeof(*details))))
+			goto oom;
+		ev[i].status = status;
+		details[i] = strdup(detail);
+		if (!details[i])
+			goto oom;
+		refused++;
+		if (transient) {
+			t->transient++;
+		} else {
+			t->rejected++;
+			if (first_rejected == SIZE_MAX)
+				first_rejected = i;
 		}
 	}
 
@@ -552,7 +551,7 @@ static void handle_batch(const struct http_ctx *ctx, json_t *root,
 		t->transient = 0;
 		goto out;
 	}
-	if (store_commit(ctx->store, ev, n, lines.data)) {
+	if (store_commit(ctx->store, ev, n, lines->data)) {
 		answer_detail(a, 500, "could not write the out file");
 		goto out;
 	}
@@ -564,21 +563,23 @@ static void handle_batch(const struct http_ctx *ctx, json_t *root,
 oom:
 	answer_detail(a, 500, "out of memory");
 out:
-	for (i = 0; details && i < n; i++)
+	for (size_t i = 0; details && i < n; i++)
 		free(details[i]);
 	free(details);
 	free(ev);
-	buf_free(&lines);
 }
 
-/* The body is in: decode, parse and handle an API request. */
+/* The body is in: decode, scan and answer an API request. */
 static void handle_api(const struct http_ctx *ctx, struct req *r,
 		       struct answer *a, struct store_tally *t)
 {
 	const struct rx_config *cfg = ctx->cfg;
 	struct buf inflated = { 0 };
+	struct buf lines = { 0 };
+	struct jscan_result res = { 0 };
 	const char *data = r->body.data;
 	size_t len = r->body.len;
+	bool batch = r->route == ROUTE_BATCH;
 	char detail[DETAIL_MAX];
 
 	if (r->too_big) {
@@ -613,7 +614,7 @@ static void handle_api(const struct http_ctx *ctx, struct req *r,
 		answer_detail(a, 400, "body: empty");
 		goto out;
 	}
-	if (r->route == ROUTE_BATCH && len > cfg->max_batch_bytes) {
+	if (batch && len > cfg->max_batch_bytes) {
 		snprintf(detail, sizeof(detail),
 			 "body: batch JSON larger than %zu bytes",
 			 cfg->max_batch_bytes);
@@ -621,26 +622,48 @@ static void handle_api(const struct http_ctx *ctx, struct req *r,
 		goto out;
 	}
 
-	json_error_t err;
-	json_t *root = json_loadb(data, len, JSON_ALLOW_NUL, &err);
-	if (!root) {
-		snprintf(detail, sizeof(detail),
-			 "body: invalid JSON: %s (line %d, column %d)",
-			 err.text, err.line, err.column);
-		answer_detail(a, 400, detail);
+	/* Compact lines are at most as long as the body plus newlines. */
+	bool want_lines = store_has_out(ctx->store);
+	if (want_lines && buf_reserve(&lines, len + len / 16 + 64)) {
+		answer_detail(a, 500, "out of memory");
 		goto out;
 	}
-	if (r->route == ROUTE_SINGLE)
-		handle_single(ctx, root, a, t);
+	switch (jscan_body(data, len, batch,
+			   batch ? (size_t)cfg->max_batch_events : 1,
+			   want_lines ? &lines : NULL, &res)) {
+	case JS_OK:
+		break;
+	case JS_SYNTAX:
+		snprintf(detail, sizeof(detail), "body: invalid JSON: %s",
+			 res.err);
+		answer_detail(a, 400, detail);
+		goto out;
+	case JS_ROOT_NOT_OBJECT:
+		answer_detail(a, 400,
+			      "body: must be an object {\"logs\": [...]}");
+		goto out;
+	case JS_NO_LOGS:
+		answer_detail(a, 400, "logs: field required");
+		goto out;
+	case JS_LOGS_NOT_ARRAY:
+		answer_detail(a, 400, "logs: must be an array of events");
+		goto out;
+	default:
+		answer_detail(a, 500, "out of memory");
+		goto out;
+	}
+	if (batch)
+		answer_batch(ctx, data, &res, &lines, a, t);
 	else
-		handle_batch(ctx, root, a, t);
-	json_decref(root);
+		answer_single(ctx, data, &res, &lines, a, t);
 	if (a->status >= 200 && a->status < 300 &&
 	    store_pick_drop(ctx->store)) {
 		a->drop = true;
 		t->dropped = true;
 	}
 out:
+	jscan_result_free(&res);
+	buf_free(&lines);
 	buf_free(&inflated);
 }
 

@@ -129,8 +129,11 @@ static const struct opt_row rows[] = {
 	{ "empty-2xx", T_FLAG, NULL, AT(empty_2xx), 0, 0, NULL,
 	  "keep the status of every 2xx answer but send an empty body", NULL },
 
+	{ "validate-with-jansson", T_FLAG, NULL, AT(validate_with_jansson), 0,
+	  0, NULL, "check every event with jansson instead of the fast path "
+	  "(slower; for cross-checking)", "Other" },
 	{ "verbose", T_FLAG, NULL, AT(verbose), 0, 0, NULL,
-	  "log one line per request to stderr", "Other" },
+	  "log one line per request to stderr", NULL },
 };
 /* clang-format on */
 
@@ -242,30 +245,64 @@ static const char *type_hint(enum opt_type t)
 	}
 }
 
+/* Prints `text` word-wrapped from column `indent` to column 79. */
+static void print_wrapped(FILE *f, const char *text, int col, int indent)
+{
+	while (*text) {
+		const char *word = text;
+		while (*text && *text != ' ')
+			text++;
+		int n = (int)(text - word);
+		if (col > indent && col + 1 + n > 79) {
+			fprintf(f, "\n%*s", indent, "");
+			col = indent;
+		} else if (col > indent) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(word, 1, (size_t)n, f);
+		col += n;
+		while (*text == ' ')
+			text++;
+	}
+	fputc('\n', f);
+}
+
 void options_help(FILE *f, const char *prog)
 {
 	fprintf(f,
 		"Usage: %s [OPTION]...\n"
-		"A local Master Log ingest server (PROTOCOL.md, server side) "
-		"for tests and benchmarks.\n"
-		"Endpoints: POST /api/v1/logs, POST /api/v1/logs/batch, "
+		"A local Master Log ingest server (the server side of "
+		"PROTOCOL.md) for tests\nand benchmarks.  Endpoints: "
+		"POST /api/v1/logs, POST /api/v1/logs/batch,\n"
 		"GET /stats, GET /healthz.\n",
 		prog);
 	for (size_t i = 0; i < N_ROWS; i++) {
 		const struct opt_row *r = &rows[i];
-		char head[64];
+		char head[64], text[512];
 		if (r->group)
 			fprintf(f, "\n%s:\n", r->group);
 		snprintf(head, sizeof(head), "--%s%s%s", r->name,
 			 r->arg ? " " : "", r->arg ? r->arg : "");
-		fprintf(f, "  %-24s %s", head, r->help);
 		if (r->def && r->type != T_FLAG)
-			fprintf(f, " [default: %s]", r->def);
-		fputc('\n', f);
+			snprintf(text, sizeof(text), "%s [default: %s]",
+				 r->help, r->def);
+		else
+			snprintf(text, sizeof(text), "%s", r->help);
+		int col = fprintf(f, "  %-22s", head);
+		if (col > 24) {
+			fprintf(f, "\n%*s", 25, "");
+			col = 25;
+		} else {
+			fputc(' ', f);
+			col++;
+		}
+		print_wrapped(f, text, col, 25);
 	}
-	fprintf(f, "  %-24s %s\n  %-24s %s\n", "-h, --help",
+	fprintf(f, "  %-22s %s\n  %-22s %s\n", "-h, --help",
 		"show this help and exit", "--version",
 		"show the version and exit");
+	fprintf(f, "\nSee docs/mlog-receiver.md for the details.\n");
 }
 
 enum opt_result options_parse(int argc, char **argv, struct rx_config *cfg)

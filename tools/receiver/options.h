@@ -50,6 +50,7 @@ struct rx_config {
 	bool bad_json_2xx;
 	bool empty_2xx;
 	/* misc */
+	bool validate_with_jansson;
 	bool verbose;
 };
 

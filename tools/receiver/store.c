@@ -195,11 +195,27 @@ int store_commit(struct store *s, struct store_event *ev, size_t n,
 	return rc;
 }
 
-void store_format_id(const struct store *s, uint64_t id,
-		     char buf[STORE_ID_MAX])
+size_t store_format_id(const struct store *s, uint64_t id,
+		       char buf[STORE_ID_MAX])
 {
-	snprintf(buf, STORE_ID_MAX, "ev-%08" PRIx32 "-%" PRIu64, s->run_tag,
-		 id);
+	/* "ev-" + the run tag in hex + "-" + the sequence in decimal, by
+	 * hand: a 1000-event answer formats 1000 of these. */
+	static const char hex[] = "0123456789abcdef";
+	char digits[24];
+	size_t n = 0, k = 0;
+	memcpy(buf, "ev-", 3);
+	n = 3;
+	for (int shift = 28; shift >= 0; shift -= 4)
+		buf[n++] = hex[(s->run_tag >> shift) & 0xf];
+	buf[n++] = '-';
+	do {
+		digits[k++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	while (k)
+		buf[n++] = digits[--k];
+	buf[n] = '\0';
+	return n;
 }
 
 static void copy_header(char *dst, size_t size, const char *src)
@@ -261,8 +277,8 @@ char *store_stats_json(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	double uptime = (double)(now.tv_sec - s->started.tv_sec) +
-			(double)(now.tv_nsec - s->started.tv_nsec) / 1e9;
+	long long uptime_ms = (long long)(now.tv_sec - s->started.tv_sec) * 1000 +
+			      (now.tv_nsec - s->started.tv_nsec) / 1000000;
 
 	json_t *status = json_object();
 	for (int i = 100; i < 600 && status; i++) {
@@ -287,7 +303,7 @@ char *store_stats_json(struct store *s)
 		"write_errors", I(c.write_errors), "http_requests",
 		I(c.http_requests), "unique_ids", I(unique), "status",
 		status ? status : json_object(), "last_user_agent", ua,
-		"last_idempotency_key", ik, "uptime_seconds", uptime);
+		"last_idempotency_key", ik, "uptime_ms", (json_int_t)uptime_ms);
 #undef I
 	if (!root)
 		return NULL;

@@ -72,9 +72,9 @@ bool store_pick_drop(struct store *s);
 int store_commit(struct store *s, struct store_event *ev, size_t n,
 		 const char *lines);
 
-/* Formats the server id for sequence number `id`. */
-void store_format_id(const struct store *s, uint64_t id,
-		     char buf[STORE_ID_MAX]);
+/* Formats the server id for sequence number `id`; returns its length. */
+size_t store_format_id(const struct store *s, uint64_t id,
+		       char buf[STORE_ID_MAX]);
 
 /* Accounting for one answered (or dropped) HTTP request. */
 struct store_tally {

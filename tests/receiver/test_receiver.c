@@ -1,0 +1,24 @@
+/* test_receiver.c - the mlog-receiver Check suite.  Every test starts the
+ * real binary (MLOG_RECEIVER) on 127.0.0.1 port 0 and talks HTTP to it. */
+#include <check.h>
+#include <stdlib.h>
+
+#include <curl/curl.h>
+
+#include "tests.h"
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	Suite *s = suite_create("receiver");
+	suite_add_tcase(s, api_tcase());
+	suite_add_tcase(s, faults_tcase());
+	suite_add_tcase(s, robust_tcase());
+	suite_add_tcase(s, jscan_tcase());
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	curl_global_cleanup();
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
