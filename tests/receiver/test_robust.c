@@ -232,6 +232,30 @@ START_TEST(wrong_content_length_never_stores_or_crashes)
 }
 END_TEST
 
+/* A full disk under the out file: the request fails with 500, and since the
+ * event was never stored its retry is not acknowledged as a duplicate. */
+START_TEST(unwritable_out_file_is_500_and_the_retry_is_not_a_duplicate)
+{
+	struct rx rx;
+	struct resp r;
+	const char *args[] = { "--out", "/dev/full", NULL };
+	rx_start_no_out(&rx, args);
+	char *ev = event_text(7, "never stored");
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rx_post(&rx, SINGLE, ev, &r);
+		ck_assert_int_eq(r.rc, CURLE_OK);
+		ck_assert_msg(r.status == 500, "attempt %d: status %ld, want 500 (%s)", attempt,
+			      r.status, r.body ? r.body : "");
+		resp_free(&r);
+	}
+	ck_assert_int_eq(rx_stat(&rx, "accepted"), 0);
+	ck_assert_int_eq(rx_stat(&rx, "duplicates"), 0);
+	free(ev);
+	ck_assert(rx_alive(&rx));
+	rx_stop(&rx);
+}
+END_TEST
+
 START_TEST(keep_alive_survives_refusals)
 {
 	struct rx rx;
@@ -563,6 +587,7 @@ TCase *robust_tcase(void)
 	tcase_add_test(tc, default_max_body_is_16_mib_and_gzip_bombs_are_413);
 	tcase_add_test(tc, wrong_content_length_never_stores_or_crashes);
 	tcase_add_test(tc, keep_alive_survives_refusals);
+	tcase_add_test(tc, unwritable_out_file_is_500_and_the_retry_is_not_a_duplicate);
 	tcase_add_test(tc, concurrent_clients_store_each_event_once);
 	tcase_add_test(tc, dedup_memory_is_bounded);
 	tcase_add_test(tc, sigterm_and_sigint_stop_cleanly_with_out_file_complete);

@@ -9,8 +9,10 @@
 
 struct slot {
 	struct dedup_key key;
-	uint64_t value; /* 0 = empty */
+	uint64_t value; /* 0 = empty, DEDUP_FORGOTTEN = key kept for probing but absent */
 };
+
+#define DEDUP_FORGOTTEN UINT64_MAX
 
 struct table {
 	struct slot *slots;
@@ -113,13 +115,17 @@ int dedup_lookup_or_insert(struct dedup *d, struct dedup_key key,
 			   uint64_t value, uint64_t *existing)
 {
 	struct slot *s = table_find(&d->cur, key);
+	if (s->value == DEDUP_FORGOTTEN) {
+		s->value = value; /* the slot already holds this key */
+		return 0;
+	}
 	if (s->value) {
 		*existing = s->value;
 		return 1;
 	}
 	if (d->old.slots) {
 		struct slot *o = table_find(&d->old, key);
-		if (o->value) {
+		if (o->value && o->value != DEDUP_FORGOTTEN) {
 			*existing = o->value;
 			return 1;
 		}
@@ -144,6 +150,18 @@ int dedup_lookup_or_insert(struct dedup *d, struct dedup_key key,
 	s->value = value;
 	d->cur.count++;
 	return 0;
+}
+
+void dedup_forget(struct dedup *d, struct dedup_key key)
+{
+	struct slot *s = table_find(&d->cur, key);
+	if (s->value)
+		s->value = DEDUP_FORGOTTEN;
+	if (d->old.slots) {
+		struct slot *o = table_find(&d->old, key);
+		if (o->value)
+			o->value = DEDUP_FORGOTTEN;
+	}
 }
 
 size_t dedup_count(const struct dedup *d)

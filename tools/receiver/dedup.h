@@ -35,6 +35,10 @@ void dedup_destroy(struct dedup *d);
 int dedup_lookup_or_insert(struct dedup *d, struct dedup_key key,
 			   uint64_t value, uint64_t *existing);
 
+/* Makes `key` absent again (after the event it named could not be
+ * stored), so that a retry is stored rather than taken for a duplicate. */
+void dedup_forget(struct dedup *d, struct dedup_key key);
+
 /* Number of keys currently remembered (both generations). */
 size_t dedup_count(const struct dedup *d);
 

@@ -189,8 +189,18 @@ int store_commit(struct store *s, struct store_event *ev, size_t n,
 		if (fflush(s->out) != 0)
 			rc = -EIO;
 	}
-	if (rc)
+	if (rc) {
+		/* Nothing of this call counts as stored: forget its new ids, so
+		 * the client's retry is stored instead of acknowledged as a
+		 * duplicate of an event the file never got. */
 		s->counts.write_errors++;
+		for (size_t i = 0; i < n; i++) {
+			if (ev[i].status != 0 || ev[i].duplicate)
+				continue;
+			dedup_forget(s->dedup, ev[i].key);
+			s->counts.accepted--;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
 }

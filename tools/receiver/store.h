@@ -68,7 +68,8 @@ bool store_pick_drop(struct store *s);
 /* Stores every event with status 0 that is not a duplicate: its line from
  * `lines` is written to the out file, which is flushed once at the end.
  * Duplicates get duplicate = true and the id of their first time.  Returns
- * 0, or -EIO when writing failed (the events stay counted as stored). */
+ * 0, or -EIO when writing failed: then none of the new events counts as
+ * stored, and their ids are forgotten so that a retry is stored. */
 int store_commit(struct store *s, struct store_event *ev, size_t n,
 		 const char *lines);
 
