@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -235,6 +236,10 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	pid_t me = atomic_load(&g_pid);
 	for (struct spool_env *e = g_envs; e; e = e->next) {
 		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == me) {
+			/* shared, but every open clears the slots of dead readers */
+			int dead = 0;
+			if (e->mdb)
+				mdb_reader_check(e->mdb, &dead);
 			e->refs++;
 			size_t cap = map_cap_for(opt);
 			if (cap > e->map_cap)
@@ -492,4 +497,22 @@ void spool_env_publish(struct spool_env *env, const struct spool_counters *c, ui
 {
 	atomic_store(&env->cached_pending, pending);
 	atomic_store(&env->cached_pending_bytes, c->pending_bytes);
+}
+
+int spool_env_commit_error(struct spool_env *env, int mdb_rc)
+{
+	int code = spool_map_mdb_error(mdb_rc);
+	if (mdb_rc == MDB_MAP_FULL)
+		return SPOOL_EFULL;
+	if (code != -EIO && code != -ENOSPC)
+		return code;
+	/* LMDB reports a write cut short by a full disk as EIO: tell the caller
+	 * what it is when the file system is (nearly) out of space */
+	struct statvfs fs;
+	if (statvfs(env->dir, &fs) == 0) {
+		uint64_t avail = (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize;
+		if (avail < ((uint64_t)4 << 20))
+			return -ENOSPC;
+	}
+	return code;
 }

@@ -121,6 +121,9 @@ void spool_env_end(struct spool_env *env);
 int spool_env_grow(struct spool_env *env);
 /* After a failed commit: mark for reopen when LMDB may be unusable. */
 void spool_env_failed(struct spool_env *env, int mdb_rc);
+/* The caller's code for a failed write transaction (EIO on a full disk
+ * becomes -ENOSPC). */
+int spool_env_commit_error(struct spool_env *env, int mdb_rc);
 int spool_counters_load(struct spool_env *env, MDB_txn *txn, struct spool_counters *c);
 int spool_counters_store(struct spool_env *env, MDB_txn *txn, const struct spool_counters *c);
 void spool_env_publish(struct spool_env *env, const struct spool_counters *c, uint64_t pending);

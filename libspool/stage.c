@@ -56,6 +56,7 @@ struct ring_shared {
 };
 
 struct spool_stage {
+	struct spool *owner;
 	struct ring_shared *sh;
 	unsigned char *data;
 	size_t size; /* data area bytes */
@@ -220,8 +221,8 @@ static bool pending_work(struct spool_stage *st)
 
 static void *flusher_main(void *arg)
 {
-	struct spool *s = arg;
-	struct spool_stage *st = s->stage;
+	struct spool_stage *st = arg;
+	struct spool *s = st->owner;
 	double backoff = 0.1;
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
@@ -375,8 +376,9 @@ int spool_stage_create(struct spool *s, char *errbuf, size_t errlen)
 		st->interval = 0;
 	st->batch = s->opt.durability == SPOOL_BUFFERED && s->opt.flush_batch ? s->opt.flush_batch
 									      : UINT64_MAX;
+	st->owner = s;
 	s->stage = st;
-	rc = pthread_create(&st->thread, NULL, flusher_main, s);
+	rc = pthread_create(&st->thread, NULL, flusher_main, st);
 	if (rc) {
 		spool_errf(errbuf, errlen, "%s: cannot start the commit thread: %s", s->dir,
 			   strerror(rc));
@@ -400,8 +402,8 @@ int spool_stage_destroy(struct spool *s, bool forked)
 	struct spool_stage *st = s->stage;
 	if (!st)
 		return 0;
-	s->stage = NULL;
 	if (forked) {
+		s->stage = NULL;
 		/* the parent owns the ring, its thread and its locks */
 		if (st->sh)
 			munmap(st->sh, st->map_len);
@@ -416,6 +418,7 @@ int spool_stage_destroy(struct spool *s, bool forked)
 		pthread_mutex_unlock(&st->mu);
 		pthread_join(st->thread, NULL);
 	}
+	s->stage = NULL;
 	bool drained = st->sh && !pending_work(st);
 	if (!drained)
 		rc = atomic_load(&st->err) ? atomic_load(&st->err) : SPOOL_ECLOSED;

@@ -220,9 +220,7 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 				continue;
 			rc = MDB_MAP_FULL;
 		}
-		int code = rc < -4095 || rc > 0 ? spool_map_mdb_error(rc) : rc;
-		if (rc == MDB_MAP_FULL)
-			code = SPOOL_EFULL;
+		int code = rc < -4095 || rc > 0 ? spool_env_commit_error(env, rc) : rc;
 		for (struct spool_wreq *r = list; r; r = r->next) {
 			r->rc = code;
 			r->first_seq = 0;
@@ -355,7 +353,7 @@ static int write_txn(struct spool_env *env, txn_body fn, void *arg)
 		atomic_fetch_add(&env->add_torn, torn);
 		if (rc == MDB_MAP_FULL && attempt < 40 && spool_env_grow(env) == 0)
 			continue;
-		return rc > 0 || rc < -4095 ? spool_map_mdb_error(rc) : rc;
+		return rc > 0 || rc < -4095 ? spool_env_commit_error(env, rc) : rc;
 	}
 }
 

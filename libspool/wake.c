@@ -1,0 +1,80 @@
+/* wake.c — the agent's wake-up FIFO (spool/wake.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spool/wake.h"
+
+static int wake_path(char *buf, size_t len, const char *dir)
+{
+	int n = snprintf(buf, len, "%s/%s", dir, SPOOL_WAKE_NAME);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int spool_wake_agent(const char *dir)
+{
+	char path[4096];
+	if (!dir)
+		return -EINVAL;
+	int rc = wake_path(path, sizeof(path), dir);
+	if (rc)
+		return rc;
+	/* O_WRONLY|O_NONBLOCK on a FIFO fails with ENXIO when no reader has it
+	 * open, so a writer never waits for a missing agent. */
+	int fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return errno == ENXIO || errno == ENOENT ? 0 : -errno;
+	struct stat st;
+	if (fstat(fd, &st) == 0 && !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		return -EINVAL;
+	}
+	char c = 1;
+	ssize_t w = write(fd, &c, 1);
+	int err = w < 0 ? errno : 0;
+	close(fd);
+	if (w < 0 && err != EAGAIN && err != EPIPE)
+		return -err;
+	return 0;
+}
+
+int spool_wake_open(const char *dir)
+{
+	char path[4096];
+	if (!dir)
+		return -EINVAL;
+	int rc = wake_path(path, sizeof(path), dir);
+	if (rc)
+		return rc;
+	if (mkfifo(path, 0600) != 0 && errno != EEXIST)
+		return -errno;
+	/* O_RDWR: the FIFO always has a writer (us), so poll() never reports
+	 * an endless hang-up once producers close their ends. */
+	int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) {
+		close(fd);
+		return -EEXIST;
+	}
+	return fd;
+}
+
+int spool_wake_drain(int fd)
+{
+	char buf[256];
+	int total = 0;
+	for (;;) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+		if (n > 0) {
+			total += (int)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		return total;
+	}
+}
