@@ -158,6 +158,7 @@ struct spool_wreq {
 int spool_write_append(struct spool_env *env, struct spool_wreq *req);
 int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nacked,
 		       const struct spool_reject *rejected, size_t nrejected, uint64_t *settled);
+int spool_write_discard(struct spool_env *env, const uint64_t *seqs, size_t n, uint64_t *deleted);
 /* Moves corrupt records (found by a reader) to dead, counting them. */
 int spool_write_corrupt(struct spool_env *env, const uint64_t *seqs, const char *const *reasons,
 			size_t n);

@@ -322,6 +322,18 @@ int spool_ack(struct spool *s, const uint64_t *seqs, size_t n, uint64_t *deleted
 	return spool_settle(s, seqs, n, NULL, 0, deleted);
 }
 
+int spool_discard(struct spool *s, const uint64_t *seqs, size_t n, uint64_t *deleted)
+{
+	GUARD(s);
+	if (deleted)
+		*deleted = 0;
+	if (n && !seqs)
+		return -EINVAL;
+	if (n == 0)
+		return 0;
+	return spool_write_discard(s->env, seqs, n, deleted);
+}
+
 int spool_dead_letter(struct spool *s, uint64_t seq, int status, const char *reason)
 {
 	struct spool_reject r = {seq, status, reason};

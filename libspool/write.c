@@ -414,6 +414,44 @@ int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nack
 	return rc;
 }
 
+struct discard_arg {
+	const uint64_t *seqs;
+	size_t n;
+	uint64_t deleted;
+};
+
+static int discard_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
+{
+	struct discard_arg *a = p;
+	a->deleted = 0;
+	for (size_t i = 0; i < a->n; i++) {
+		unsigned char kb[8];
+		spool_put_be64(kb, a->seqs[i]);
+		MDB_val k = {8, kb}, v;
+		int rc = mdb_get(txn, env->dbi_events, &k, &v);
+		if (rc == MDB_NOTFOUND)
+			continue;
+		if (!rc) {
+			sev_dec(c, &v);
+			rc = mdb_del(txn, env->dbi_events, &k, NULL);
+		}
+		if (rc)
+			return rc;
+		c->evicted++;
+		a->deleted++;
+	}
+	return 0;
+}
+
+int spool_write_discard(struct spool_env *env, const uint64_t *seqs, size_t n, uint64_t *deleted)
+{
+	struct discard_arg a = {seqs, n, 0};
+	int rc = write_txn(env, discard_body, &a);
+	if (deleted)
+		*deleted = rc ? 0 : a.deleted;
+	return rc;
+}
+
 struct corrupt_arg {
 	const uint64_t *seqs;
 	const char *const *reasons;

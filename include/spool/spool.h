@@ -234,6 +234,11 @@ SPOOL_API int spool_settle(struct spool *s, const uint64_t *acked, size_t nacked
 SPOOL_API int spool_ack(struct spool *s, const uint64_t *seqs, size_t n, uint64_t *deleted);
 SPOOL_API int spool_dead_letter(struct spool *s, uint64_t seq, int status, const char *reason);
 
+/* Deletes pending records by policy rather than by acknowledgement (the
+ * agent's max_age, an operator's purge): like spool_ack(), but each one is
+ * counted in evicted_total.  *deleted (may be NULL) counts them. */
+SPOOL_API int spool_discard(struct spool *s, const uint64_t *seqs, size_t n, uint64_t *deleted);
+
 struct spool_stats {
 	uint64_t pending;	 /* records in `events` */
 	uint64_t pending_bytes;	 /* their stored bytes (header included) */
@@ -242,7 +247,7 @@ struct spool_stats {
 	uint64_t appended_total; /* monotonic counters, over the spool's life */
 	uint64_t acked_total;
 	uint64_t dead_total; /* dead-lettered, corrupt records included */
-	uint64_t evicted_total;
+	uint64_t evicted_total; /* removed by the evict policy or spool_discard() */
 	uint64_t dropped_total; /* refused because the spool was full */
 	uint64_t corrupt_total; /* undecodable records found and dead-lettered */
 	uint64_t torn_total;	/* torn ring records skipped (never acknowledged to a caller) */
