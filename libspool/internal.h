@@ -203,6 +203,9 @@ struct spool {
 };
 
 bool spool_forked(const struct spool *s);
+/* Raises s->last_seq to seq unless it is already higher (threads finish
+ * their commits in any order). */
+void spool_note_seq(struct spool *s, uint64_t seq);
 pid_t spool_current_pid(void); /* getpid(), cached and renewed at fork */
 void spool_handle_register(struct spool *s);
 void spool_handle_unregister(struct spool *s);

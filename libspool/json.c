@@ -160,6 +160,20 @@ static size_t utf8_valid(const unsigned char *p, size_t n)
 	return 0;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* Nonzero when one of the 8 bytes of x may need escaping or a UTF-8 check:
+ * below 0x20, '"', '\\', 0x7f or above.  Exact for "none". */
+static inline uint64_t needs_look8(uint64_t x)
+{
+	uint64_t lt20 = (x - ONES * 0x20) & ~x;
+	uint64_t q = x ^ (ONES * '"'), bs = x ^ (ONES * '\\');
+	uint64_t zq = (q - ONES) & ~q, zbs = (bs - ONES) & ~bs;
+	uint64_t hi = x | (x + ONES); /* 0x7f..0xff set the high bit */
+	return (lt20 | zq | zbs | hi) & HIGHS;
+}
+
 int spool_json_string(struct spool_buf *b, const void *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -170,15 +184,22 @@ int spool_json_string(struct spool_buf *b, const void *s, size_t n)
 	char *o = b->data + b->len;
 	*o++ = '"';
 	while (p < end) {
-		const unsigned char *run = p;
-		while (p < end && char_class[*p] == 0)
-			p++;
-		if (p > run) {
-			memcpy(o, run, (size_t)(p - run));
-			o += p - run;
+		/* eight plain bytes at a time while none needs a look */
+		while (end - p >= 8) {
+			uint64_t x;
+			memcpy(&x, p, 8);
+			if (needs_look8(x))
+				break;
+			memcpy(o, p, 8);
+			o += 8;
+			p += 8;
 		}
 		if (p == end)
 			break;
+		if (char_class[*p] == 0) {
+			*o++ = (char)*p++;
+			continue;
+		}
 		unsigned c = *p;
 		if (char_class[c] == 2) {
 			size_t k = utf8_valid(p, (size_t)(end - p));

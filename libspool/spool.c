@@ -18,6 +18,13 @@
 			return SPOOL_EFORKED;                                                      \
 	} while (0)
 
+void spool_note_seq(struct spool *s, uint64_t seq)
+{
+	uint64_t cur = atomic_load(&s->last_seq);
+	while (cur < seq && !atomic_compare_exchange_weak(&s->last_seq, &cur, seq))
+		;
+}
+
 bool spool_forked(const struct spool *s)
 {
 	return s->pid != spool_current_pid();
@@ -230,7 +237,7 @@ static int sync_append(struct spool *s, const struct spool_input *in, size_t n)
 	if (hdrs != stack)
 		free(hdrs);
 	if (rc == 0)
-		atomic_store(&s->last_seq, req.first_seq + n - 1);
+		spool_note_seq(s, req.first_seq + n - 1);
 	return rc;
 }
 

@@ -262,7 +262,7 @@ static void *flusher_main(void *arg)
 			atomic_store_explicit(&st->sh->tail, tail, memory_order_release);
 			atomic_store(&st->committed_no, last_no);
 			if (last_seq)
-				atomic_store(&s->last_seq, last_seq);
+				spool_note_seq(s, last_seq);
 		}
 		atomic_store(&st->err, rc);
 		pthread_cond_broadcast(&st->moved);
@@ -485,7 +485,7 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 		rc = spool_write_append(s->env, &req);
 		free(hdrs);
 		if (rc == 0)
-			atomic_store(&s->last_seq, req.first_seq + n - 1);
+			spool_note_seq(s, req.first_seq + n - 1);
 		return rc;
 	}
 
