@@ -420,8 +420,17 @@ int spool_stage_destroy(struct spool *s, bool forked)
 	}
 	s->stage = NULL;
 	bool drained = st->sh && !pending_work(st);
-	if (!drained)
+	if (!drained) {
 		rc = atomic_load(&st->err) ? atomic_load(&st->err) : SPOOL_ECLOSED;
+		if (st->fd < 0) {
+			/* buffered records that never reached LMDB are lost with the
+			 * memory: count them, in the next commit this process makes */
+			uint64_t head_no = atomic_load(&st->sh->head_no);
+			uint64_t done = atomic_load(&st->committed_no);
+			if (head_no > done)
+				atomic_fetch_add(&s->env->add_dropped, head_no - done);
+		}
+	}
 	if (st->fd >= 0) {
 		if (drained) {
 			/* unlink first: a recoverer that still opens the old name finds
