@@ -271,7 +271,6 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&env->gc_cv, &ca);
 	pthread_cond_init(&env->gc_join, &ca);
 	pthread_condattr_destroy(&ca);
 
@@ -280,7 +279,6 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		pthread_mutex_unlock(&g_mu);
 		pthread_rwlock_destroy(&env->map_lock);
 		pthread_mutex_destroy(&env->gc_mu);
-		pthread_cond_destroy(&env->gc_cv);
 		pthread_cond_destroy(&env->gc_join);
 		free(env->dir);
 		free(env);
@@ -318,7 +316,6 @@ void spool_env_release(struct spool_env *env)
 		mdb_env_close(env->mdb);
 	pthread_rwlock_destroy(&env->map_lock);
 	pthread_mutex_destroy(&env->gc_mu);
-	pthread_cond_destroy(&env->gc_cv);
 	pthread_cond_destroy(&env->gc_join);
 	free(env->dir);
 	free(env);

@@ -89,7 +89,6 @@ struct spool_env {
 
 	/* group commit */
 	pthread_mutex_t gc_mu;
-	pthread_cond_t gc_cv;	/* to the followers: a commit finished */
 	pthread_cond_t gc_join; /* to a gathering leader: a request was queued */
 	struct spool_wreq *gc_head, *gc_tail;
 	bool gc_busy;
@@ -152,6 +151,7 @@ struct spool_wreq {
 	int rc;
 	uint64_t first_seq;
 	bool done;
+	pthread_cond_t cv; /* the waiting thread's own */
 };
 
 /* Appends through the group committer; rc in req->rc as well. */

@@ -230,15 +230,18 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 }
 
 /* Group commit: the first thread to find no commit running leads, and
- * commits every request queued by then in one transaction; the others wait
- * for it.  After a commit shared by several threads, those threads need a
- * moment to come back with their next records, so the next leader waits for
- * them (up to the size of the recent groups, and at most one commit
- * time) instead of committing the few that happened to be queued already. */
+ * commits every request queued by then in one transaction; the others wait,
+ * each on its own condition variable, so a finished commit wakes exactly
+ * the threads it served, plus the first one queued behind it to lead next.
+ * After a commit shared by several threads, those threads need a moment to
+ * come back with their next records, so the next leader waits for them (up
+ * to the size of the recent groups, at most half a commit time) rather
+ * than commit the few that happened to be queued already. */
 int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 {
 	req->next = NULL;
 	req->done = false;
+	pthread_cond_init(&req->cv, NULL);
 	pthread_mutex_lock(&env->gc_mu);
 	if (env->gc_tail)
 		env->gc_tail->next = req;
@@ -250,12 +253,12 @@ int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 		pthread_cond_signal(&env->gc_join);
 	while (!req->done) {
 		if (env->gc_busy) {
-			pthread_cond_wait(&env->gc_cv, &env->gc_mu);
+			pthread_cond_wait(&req->cv, &env->gc_mu);
 			continue;
 		}
 		env->gc_busy = true;
 		if (env->gc_last > 1 && env->gc_queued < env->gc_peak) {
-			int64_t wait_ns = env->gc_last_ns;
+			int64_t wait_ns = env->gc_last_ns / 2;
 			if (wait_ns > 500 * 1000)
 				wait_ns = 500 * 1000;
 			struct timespec ts;
@@ -278,6 +281,8 @@ int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 		for (struct spool_wreq *r = list, *next; r; r = next) {
 			next = r->next;
 			r->done = true;
+			if (r != req)
+				pthread_cond_signal(&r->cv);
 		}
 		env->gc_last = n;
 		env->gc_last_ns = took;
@@ -285,9 +290,11 @@ int spool_write_append(struct spool_env *env, struct spool_wreq *req)
 		 * later leaders wait for it */
 		env->gc_peak = n >= env->gc_peak ? n : env->gc_peak - (env->gc_peak - n + 3) / 4;
 		env->gc_busy = false;
-		pthread_cond_broadcast(&env->gc_cv);
+		if (env->gc_head)
+			pthread_cond_signal(&env->gc_head->cv); /* the next leader */
 	}
 	pthread_mutex_unlock(&env->gc_mu);
+	pthread_cond_destroy(&req->cv);
 	return req->rc;
 }
 
