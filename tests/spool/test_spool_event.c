@@ -289,6 +289,16 @@ START_TEST(test_mlog_command)
 	spool_buf_free(&j);
 	tu_recs_free(r, n);
 	ck_assert_int_eq(spool_close(s), 0);
+
+	/* spoolctl status reports the same backlog */
+	char out[4096];
+	snprintf(cmd, sizeof(cmd), "%s/tools/spoolctl --spool %s status --json", build, sdir);
+	ck_assert_int_eq(tu_capture(cmd, out, sizeof(out)), 0);
+	ck_assert_msg(strstr(out, "\"pending\":3,") != NULL, "status: %s", out);
+	ck_assert_msg(strstr(out, "\"appended_total\":3,") != NULL, "status: %s", out);
+	ck_assert_msg(strstr(out, "\"agent_running\":false") != NULL, "status: %s", out);
+	snprintf(cmd, sizeof(cmd), "%s/tools/spoolctl --spool %s/none status 2>/dev/null", build, dir);
+	ck_assert_int_eq(WEXITSTATUS(system(cmd)), 1);
 	tu_rmrf(dir);
 }
 END_TEST
