@@ -48,6 +48,12 @@ static void atfork_child(void)
 			s->agent_fd = -1;
 		}
 	}
+	for (struct spool_env *e = g_envs; e; e = e->next) {
+		if (e->users_fd >= 0) {
+			close(e->users_fd);
+			e->users_fd = -1;
+		}
+	}
 	g_handles = NULL;
 	g_envs = NULL;
 	atomic_store(&g_pid, getpid());
@@ -274,8 +280,30 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	pthread_cond_init(&env->gc_join, &ca);
 	pthread_condattr_destroy(&ca);
 
+	/* every process using the spool holds a shared lock on users.lock, so
+	 * that maintenance needing the spool to itself (compaction) can tell */
+	char users[4200];
+	snprintf(users, sizeof(users), "%s/users.lock", dir);
+	env->users_fd = open(users, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
+	if (env->users_fd < 0 || fcntl(env->users_fd, F_OFD_SETLK, &fl) != 0) {
+		int e = errno;
+		if (env->users_fd >= 0)
+			close(env->users_fd);
+		pthread_mutex_unlock(&g_mu);
+		spool_errf(errbuf, errlen, "%s: %s", users,
+			   e == EAGAIN || e == EACCES ? "the spool is being compacted; try again"
+						   : strerror(e));
+		pthread_rwlock_destroy(&env->map_lock);
+		pthread_mutex_destroy(&env->gc_mu);
+		pthread_cond_destroy(&env->gc_join);
+		free(env->dir);
+		free(env);
+		return e == EAGAIN || e == EACCES ? -EBUSY : -e;
+	}
 	int rc = env_open_mdb(env, errbuf, errlen);
 	if (rc) {
+		close(env->users_fd);
 		pthread_mutex_unlock(&g_mu);
 		pthread_rwlock_destroy(&env->map_lock);
 		pthread_mutex_destroy(&env->gc_mu);
@@ -314,6 +342,8 @@ void spool_env_release(struct spool_env *env)
 	pthread_mutex_unlock(&g_mu);
 	if (env->mdb)
 		mdb_env_close(env->mdb);
+	if (env->users_fd >= 0)
+		close(env->users_fd);
 	pthread_rwlock_destroy(&env->map_lock);
 	pthread_mutex_destroy(&env->gc_mu);
 	pthread_cond_destroy(&env->gc_join);

@@ -77,6 +77,7 @@ struct spool_env {
 	ino_t ino;
 	char *dir;
 	MDB_env *mdb;
+	int users_fd; /* shared lock on users.lock while this process uses the spool */
 	MDB_dbi dbi_events, dbi_dead, dbi_meta;
 	unsigned max_readers;
 	size_t map_size;
