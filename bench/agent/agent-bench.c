@@ -1,0 +1,313 @@
+/* agent-bench — spool-agent's drain rate: a spool pre-filled with N events
+ * (default 1,000,000) drained by `spool-agent --once` into mlog-receiver over
+ * 127.0.0.1, at batch sizes 100 and 1,000, with and without gzip.  Prints one
+ * JSON object: per case events/s and the agent's own CPU seconds per million
+ * events (from wait4()), beside the machine's limit measured in the same run
+ * (raw fdatasync latency: the agent commits one synced delete per batch).
+ *
+ * agent-bench [--events N] [--quick] [--receiver PATH] [--agent PATH]
+ *             [--plugins DIR] [--dir TMPDIR]
+ * --fill-only DIR (after --events) fills DIR and exits, for profiling by hand.
+ * Defaults come from $MLOG_RECEIVER, $SPOOL_AGENT and $SPOOL_PLUGIN_DIR. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <msgpack.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <spool/spool.h>
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what)
+{
+	fprintf(stderr, "agent-bench: %s\n", what);
+	exit(1);
+}
+
+/* A typical event: ~330 bytes of msgpack, ~400 of JSON. */
+static void pack_event(msgpack_sbuffer *sb, uint64_t n)
+{
+	static const char alpha[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+	msgpack_packer pk;
+	msgpack_sbuffer_clear(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	char id[27], msg[160];
+	id[0] = '0';
+	uint64_t a = 0x5eed5eed5eedull + (uint64_t)getpid(), b = n;
+	for (int i = 1; i <= 12; i++, a >>= 5)
+		id[i] = alpha[a & 31];
+	for (int i = 25; i >= 13; i--, b >>= 5)
+		id[i] = alpha[b & 31];
+	id[26] = '\0';
+	int ml = snprintf(msg, sizeof(msg),
+			  "request %" PRIu64 " served in 12.5 ms: GET /api/telescope/status?dome=1 200 OK", n);
+#define S(s) msgpack_pack_str_with_body(&pk, s, strlen(s))
+	msgpack_pack_map(&pk, 6);
+	S("message");
+	msgpack_pack_str_with_body(&pk, msg, (size_t)ml);
+	S("severity");
+	S("info");
+	S("tags");
+	msgpack_pack_array(&pk, 2);
+	S("bench");
+	S("agent");
+	S("client_event_id");
+	S(id);
+	S("timestamp");
+	S("2026-11-24T14:29:21.123456Z");
+	S("metadata");
+	msgpack_pack_map(&pk, 2);
+	S("n");
+	msgpack_pack_uint64(&pk, n);
+	S("c_client");
+	msgpack_pack_map(&pk, 4);
+	S("hostname");
+	S("bench-host");
+	S("pid");
+	msgpack_pack_int(&pk, 4242);
+	S("process_name");
+	S("agent-bench");
+	S("library_version");
+	S(SPOOL_VERSION_STRING);
+#undef S
+}
+
+static void fill(const char *dir, uint64_t n)
+{
+	struct spool_options o;
+	spool_options_init(&o);
+	o.durability = SPOOL_SYNC;
+	o.max_bytes = (uint64_t)64 << 30;
+	struct spool *s;
+	char err[512];
+	if (spool_open(dir, &o, &s, err, sizeof(err)))
+		die(err);
+	enum { CHUNK = 2000 };
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	struct spool_input *in = calloc(CHUNK, sizeof(*in));
+	char *arena = malloc((size_t)CHUNK * 512);
+	for (uint64_t done = 0; done < n;) {
+		size_t k = n - done < CHUNK ? (size_t)(n - done) : CHUNK;
+		for (size_t i = 0; i < k; i++) {
+			pack_event(&sb, done + i + 1);
+			if (sb.size > 512)
+				die("event too big");
+			memcpy(arena + i * 512, sb.data, sb.size);
+			in[i] = (struct spool_input){SPOOL_SEV_INFO, arena + i * 512, sb.size};
+		}
+		int rc = spool_append_many(s, in, k);
+		if (rc)
+			die(spool_strerror(rc));
+		done += k;
+	}
+	free(in);
+	free(arena);
+	msgpack_sbuffer_destroy(&sb);
+	spool_close(s);
+}
+
+static int run(const char *const *argv, struct rusage *ru)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		if (!getenv("AGENT_BENCH_VERBOSE"))
+			dup2(fd, 2);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	int st;
+	struct rusage r;
+	if (wait4(pid, &st, 0, ru ? ru : &r) != pid)
+		die("wait4");
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+struct rx {
+	pid_t pid;
+	int port;
+};
+
+static void rx_start(struct rx *rx, const char *exe, const char *tmp)
+{
+	char portfile[600];
+	snprintf(portfile, sizeof(portfile), "%s/rx.port", tmp);
+	unlink(portfile);
+	rx->pid = fork();
+	if (rx->pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+		dup2(fd, 1);
+		execl(exe, exe, "--listen", "127.0.0.1", "--port", "0", "--port-file", portfile, (char *)NULL);
+		_exit(127);
+	}
+	FILE *f = NULL;
+	for (int i = 0; i < 2000 && !(f = fopen(portfile, "r")); i++)
+		usleep(5000);
+	if (!f || fscanf(f, "%d", &rx->port) != 1)
+		die("mlog-receiver did not start");
+	fclose(f);
+}
+
+static void rx_stop(struct rx *rx)
+{
+	kill(rx->pid, SIGTERM);
+	waitpid(rx->pid, NULL, 0);
+}
+
+/* Raw fdatasync latency of a 4 KiB overwrite in dir, median of 50. */
+static double fsync_latency(const char *dir)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/fsync.probe", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		die("fsync probe");
+	char buf[4096];
+	memset(buf, 'x', sizeof(buf));
+	double t[50];
+	for (int i = 0; i < 50; i++) {
+		double t0 = now();
+		if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf) || fdatasync(fd))
+			die("fsync probe write");
+		t[i] = now() - t0;
+	}
+	close(fd);
+	unlink(path);
+	for (int i = 1; i < 50; i++)
+		for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
+			double x = t[j];
+			t[j] = t[j - 1];
+			t[j - 1] = x;
+		}
+	return t[25];
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"events", required_argument, NULL, 'n'}, {"quick", no_argument, NULL, 'q'},
+		{"receiver", required_argument, NULL, 'r'}, {"agent", required_argument, NULL, 'a'},
+		{"plugins", required_argument, NULL, 'p'}, {"dir", required_argument, NULL, 'd'},
+		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+		{"fill-only", required_argument, NULL, 'f'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t n = 1000000;
+	const char *rx_exe = getenv("MLOG_RECEIVER"), *agent = getenv("SPOOL_AGENT");
+	const char *plugins = getenv("SPOOL_PLUGIN_DIR"), *base = "/tmp";
+	int c;
+	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			n = strtoull(optarg, NULL, 10);
+			break;
+		case 'q':
+			n = 50000;
+			break;
+		case 'r':
+			rx_exe = optarg;
+			break;
+		case 'a':
+			agent = optarg;
+			break;
+		case 'p':
+			plugins = optarg;
+			break;
+		case 'd':
+			base = optarg;
+			break;
+		case 'j':
+			break; /* JSON is the only output */
+		case 'f': /* fill a spool for profiling by hand, then exit */
+			fill(optarg, n);
+			return 0;
+		default:
+			fprintf(c == 'h' ? stdout : stderr,
+				"usage: agent-bench [--events N] [--quick] [--receiver PATH] [--agent PATH] "
+				"[--plugins DIR] [--dir TMPDIR]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	if (!rx_exe || !agent || !plugins || n == 0)
+		die("need --receiver, --agent and --plugins (or MLOG_RECEIVER, SPOOL_AGENT, SPOOL_PLUGIN_DIR)");
+	setenv("SPOOL_PLUGIN_DIR", plugins, 1);
+
+	char tmp[512];
+	snprintf(tmp, sizeof(tmp), "%s/agent-bench-XXXXXX", base);
+	if (!mkdtemp(tmp))
+		die("mkdtemp");
+	char tmpl[600], spool[600], conf[600];
+	snprintf(tmpl, sizeof(tmpl), "%s/template", tmp);
+	snprintf(spool, sizeof(spool), "%s/spool", tmp);
+	snprintf(conf, sizeof(conf), "%s/agent.yaml", tmp);
+	double fs = fsync_latency(tmp);
+	double t0 = now();
+	fill(tmpl, n);
+	double fill_s = now() - t0;
+
+	static const struct {
+		int batch;
+		int gzip;
+	} cases[] = {{100, 0}, {1000, 0}, {100, 1}, {1000, 1}};
+	printf("{\"bench\":\"agent-drain\",\"events\":%" PRIu64 ",\"fill_seconds\":%.3f,"
+	       "\"fdatasync_seconds\":%.6f,\"cases\":[",
+	       n, fill_s, fs);
+	int failed = 0;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *cp[] = {"/bin/rm", "-rf", spool, NULL};
+		run(cp, NULL);
+		const char *cp2[] = {"/bin/cp", "-a", tmpl, spool, NULL};
+		if (run(cp2, NULL))
+			die("cp of the template spool failed");
+		struct rx rx;
+		rx_start(&rx, rx_exe, tmp);
+		FILE *f = fopen(conf, "w");
+		fprintf(f,
+			"spool: %s\nendpoint: http://127.0.0.1:%d\nbatch_size: %d\ngzip: %s\n"
+			"log:\n  level: warning\n",
+			spool, rx.port, cases[i].batch, cases[i].gzip ? "true" : "false");
+		fclose(f);
+		const char *av[] = {agent, "-c", conf, "--once", NULL};
+		struct rusage ru;
+		double s0 = now();
+		int rc = run(av, &ru);
+		double secs = now() - s0;
+		rx_stop(&rx);
+		double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+			     (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+		double eps = (double)n / secs;
+		/* the agent's own limit here: one synced delete per batch costs
+		 * about two fdatasyncs (LMDB syncs data, then meta) */
+		double sync_bound = (double)cases[i].batch / (2 * fs);
+		printf("%s{\"batch_size\":%d,\"gzip\":%s,\"exit\":%d,\"seconds\":%.3f,\"events_per_sec\":%.0f,"
+		       "\"agent_cpu_seconds\":%.3f,\"agent_cpu_seconds_per_million\":%.3f,"
+		       "\"fsync_bound_events_per_sec\":%.0f,\"ratio_to_fsync_bound\":%.3f}",
+		       i ? "," : "", cases[i].batch, cases[i].gzip ? "true" : "false", rc, secs, eps, cpu,
+		       cpu / (double)n * 1e6, sync_bound, eps / sync_bound);
+		fflush(stdout);
+		failed |= rc != 0;
+	}
+	printf("]}\n");
+	const char *rm[] = {"/bin/rm", "-rf", tmp, NULL};
+	run(rm, NULL);
+	return failed;
+}

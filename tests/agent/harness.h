@@ -1,0 +1,74 @@
+/* harness.h — helpers for the spool-agent tests: temporary spools filled
+ * with protocol-valid events, mlog-receiver and spool-agent as real
+ * processes over 127.0.0.1, and reading back what the receiver stored.
+ * Helpers ck_assert on failure; call them from the Check test process only. */
+#ifndef AGENT_TEST_HARNESS_H
+#define AGENT_TEST_HARNESS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <spool/spool.h>
+
+/* A fresh /tmp/agent-test-<tag>-XXXXXX directory (spool in DIR/spool). */
+struct th_dir {
+	char root[256];
+	char spool[300];
+	char out[300];	  /* receiver --out */
+	char config[300]; /* agent YAML */
+	char log[300];	  /* agent stderr */
+};
+void th_dir_make(struct th_dir *d, const char *tag);
+void th_dir_remove(struct th_dir *d);
+
+/* Appends events "msg <first>" .. "msg <first+n-1>" in sync mode.  With
+ * poison_every > 0, every poison_every-th message gets the word POISON. */
+void th_fill(const char *spool, uint64_t first, uint64_t n, unsigned poison_every);
+/* One event with the given message text. */
+void th_fill_text(const char *spool, const char *text);
+struct spool_stats th_stats(const char *spool);
+/* Dead letters: count, and the status/reason of the first. */
+size_t th_dead(const char *spool, int *first_status, char *reason, size_t rlen);
+/* Meta value as text ("" if absent). */
+void th_meta(const char *spool, const char *key, char *buf, size_t len);
+
+/* mlog-receiver on 127.0.0.1 with --port 0; extra flags NULL-terminated. */
+struct th_rx {
+	pid_t pid;
+	int port;
+	char url[64];
+};
+void th_rx_start(struct th_rx *rx, const char *out, ...);
+void th_rx_stop(struct th_rx *rx);
+/* GET /stats; the caller json_decref()s. */
+json_t *th_rx_stats(const struct th_rx *rx);
+long th_rx_stat(const struct th_rx *rx, const char *name);
+
+/* Writes the agent YAML: spool, endpoint, small backoffs, then `extra`
+ * (more YAML lines, may be NULL). */
+void th_config(const struct th_dir *d, const char *endpoint, const char *extra);
+/* Runs spool-agent -c d->config with extra args (NULL-terminated), stderr
+ * to d->log; waits up to timeout seconds and returns its exit status (or
+ * -signal).  */
+int th_agent_run(const struct th_dir *d, double timeout, ...);
+/* Starts spool-agent in the background. */
+pid_t th_agent_start(const struct th_dir *d, ...);
+/* Sends sig and waits; returns the exit status (or -signal). */
+int th_agent_stop(pid_t pid, int sig, double timeout);
+/* true when the file contains the text. */
+bool th_file_has(const char *path, const char *text);
+
+/* Events stored by the receiver, in order: the number in "msg <n>" and the
+ * spool_seq; returns the count (arrays malloc'd, may be NULL). */
+size_t th_read_out(const char *out, long **msgs, long **seqs);
+
+/* Waits until cond(arg) or timeout seconds; returns cond's last value. */
+bool th_wait(bool (*cond)(void *arg), void *arg, double timeout);
+double th_now(void);
+/* Path of a built program from the environment (MLOG_RECEIVER, SPOOL_AGENT). */
+const char *th_prog(const char *env);
+
+#endif

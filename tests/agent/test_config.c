@@ -1,0 +1,372 @@
+/* test_config.c — the agent's configuration (YAML, environment, defaults,
+ * errors), endpoint normalisation, backoff and the plugin loader. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backoff.h"
+#include "config.h"
+#include "plugin.h"
+
+static char path[128];
+
+static void clear_env(void)
+{
+	static const char *vars[] = {"MASTER_LOG_ENDPOINT", "MASTER_LOG_API_KEY", "MASTER_LOG_SPOOL_DIR",
+				     "MASTER_LOG_BATCH_SIZE", "MASTER_LOG_FLUSH_INTERVAL_SECONDS",
+				     "MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+	setenv("MASTER_LOG_SPOOL_DIR", "/tmp/agent-test-config-spool", 1);
+}
+
+static void write_file(const char *text)
+{
+	snprintf(path, sizeof(path), "/tmp/agent-test-config-%ld.yaml", (long)getpid());
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* Loads text; returns 0/-1 and leaves the message in err. */
+static int load(const char *text, struct agent_config *cfg, char *err, size_t len)
+{
+	write_file(text);
+	int rc = config_load(path, NULL, cfg, err, len);
+	unlink(path);
+	return rc;
+}
+
+START_TEST(defaults_and_environment)
+{
+	clear_env();
+	struct agent_config c;
+	char err[512];
+	/* an HTTP chain needs an endpoint */
+	ck_assert_int_eq(config_load(NULL, NULL, &c, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "key 'endpoint'") && strstr(err, "MASTER_LOG_ENDPOINT"), "%s", err);
+	setenv("MASTER_LOG_ENDPOINT", "https://logs.example.org/prefix/api/v1/logs/", 1);
+	setenv("MASTER_LOG_API_KEY", "k-1234567890", 1);
+	ck_assert_int_eq(config_load(NULL, NULL, &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.endpoint_root, "https://logs.example.org/prefix");
+	ck_assert_str_eq(c.spool, "/tmp/agent-test-config-spool");
+	ck_assert_int_eq(c.batch_size, 100);
+	ck_assert_int_eq(c.max_batch_bytes, 5242880);
+	ck_assert_double_eq(c.flush_interval, 1.0);
+	ck_assert_double_eq(c.min_request_interval, 0.0);
+	ck_assert_double_eq(c.connect_timeout, 10);
+	ck_assert_double_eq(c.request_timeout, 30);
+	ck_assert(c.tls_verify);
+	ck_assert(!c.gzip);
+	ck_assert(c.retry_jitter);
+	ck_assert_double_eq(c.max_age, 0);
+	ck_assert_int_eq(c.ntransports, 2);
+	ck_assert_str_eq(c.transports[0], "http_batch");
+	ck_assert_str_eq(c.transports[1], "http_single");
+	ck_assert_str_eq(c.api_key, "k-1234567890");
+	config_free(&c);
+
+	setenv("MASTER_LOG_BATCH_SIZE", "250", 1);
+	setenv("MASTER_LOG_FLUSH_INTERVAL_SECONDS", "0.5", 1);
+	setenv("MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS", "0.25", 1);
+	/* the file wins over the environment */
+	ck_assert_int_eq(load("batch_size: 7\n", &c, err, sizeof(err)), 0);
+	ck_assert_int_eq(c.batch_size, 7);
+	ck_assert_double_eq(c.flush_interval, 0.5);
+	ck_assert_double_eq(c.min_request_interval, 0.25);
+	config_free(&c);
+	/* the command line wins over both */
+	struct agent_overrides ov = {.spool = "/tmp/x", .endpoint = "http://127.0.0.1:9", .log_level = "debug"};
+	ck_assert_int_eq(config_load(NULL, &ov, &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.spool, "/tmp/x");
+	ck_assert_str_eq(c.endpoint_root, "http://127.0.0.1:9");
+	ck_assert_str_eq(c.log_level, "debug");
+	config_free(&c);
+
+	setenv("MASTER_LOG_BATCH_SIZE", "lots", 1);
+	ck_assert_int_eq(config_load(NULL, NULL, &c, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "MASTER_LOG_BATCH_SIZE") && strstr(err, "'lots'"), "%s", err);
+	clear_env();
+}
+END_TEST
+
+START_TEST(full_file)
+{
+	clear_env();
+	char keyfile[128];
+	snprintf(keyfile, sizeof(keyfile), "/tmp/agent-test-key-%ld", (long)getpid());
+	FILE *f = fopen(keyfile, "w");
+	fputs("secret-from-file-ABCD\n\n", f);
+	fclose(f);
+	char text[2048];
+	snprintf(text, sizeof(text),
+		 "# a comment\n"
+		 "spool: /tmp/s\n"
+		 "endpoint: http://[::1]:8080/api/v1\n"
+		 "api_key_file: %s\n"
+		 "headers:\n"
+		 "  X-Site: ship-7\n"
+		 "  X-Other: \"a b\"\n"
+		 "transports:\n"
+		 "  - http_single\n"
+		 "batch_size: 1000\n"
+		 "max_batch_bytes: 1048576\n"
+		 "retry:\n"
+		 "  initial_seconds: 0.5\n"
+		 "  max_seconds: 60\n"
+		 "  multiplier: 3\n"
+		 "  jitter: false\n"
+		 "timeouts: {connect_seconds: 2, request_seconds: 5}\n"
+		 "gzip: yes\n"
+		 "tls:\n"
+		 "  verify: false\n"
+		 "  ca_file: /etc/ca.pem\n"
+		 "max_age_seconds: 86400\n"
+		 "log:\n"
+		 "  level: warning\n"
+		 "  target: syslog\n"
+		 "plugin_dir:\n",
+		 keyfile);
+	struct agent_config c;
+	char err[512];
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == 0, "%s", err);
+	unlink(keyfile);
+	ck_assert_str_eq(c.endpoint_root, "http://[::1]:8080");
+	ck_assert_str_eq(c.api_key, "secret-from-file-ABCD");
+	ck_assert_int_eq(c.nheaders, 2);
+	ck_assert_str_eq(c.headers[0].name, "X-Site");
+	ck_assert_str_eq(c.headers[1].value, "a b");
+	ck_assert_int_eq(c.ntransports, 1);
+	ck_assert_int_eq(c.batch_size, 1000);
+	ck_assert_double_eq(c.retry_initial, 0.5);
+	ck_assert_double_eq(c.retry_multiplier, 3);
+	ck_assert(!c.retry_jitter);
+	ck_assert_double_eq(c.connect_timeout, 2);
+	ck_assert(c.gzip);
+	ck_assert(!c.tls_verify);
+	ck_assert_str_eq(c.ca_file, "/etc/ca.pem");
+	ck_assert_double_eq(c.max_age, 86400);
+	ck_assert_str_eq(c.log_target, "syslog");
+	ck_assert_ptr_null(c.plugin_dir);
+	config_free(&c);
+}
+END_TEST
+
+/* Each bad file: one message naming the file, line, column and key. */
+START_TEST(errors_name_file_line_column_key)
+{
+	clear_env();
+	setenv("MASTER_LOG_ENDPOINT", "http://127.0.0.1:1", 1);
+	static const struct {
+		const char *text;
+		const char *where; /* ":line:col:" */
+		const char *what;
+	} cases[] = {
+		{"batch_size: 10\nbatch_sise: 5\n", ":2:1:", "key 'batch_sise': unknown key"},
+		{"batch_size: ten\n", ":1:13:", "key 'batch_size': expected an integer"},
+		{"batch_size: 0\n", ":1:13:", "from 1 to 100000"},
+		{"retry:\n  initial_seconds: -1\n", ":2:20:", "key 'retry.initial_seconds'"},
+		{"retry:\n  bogus: 1\n", ":2:3:", "key 'retry.bogus': unknown key"},
+		{"retry: 5\n", ":1:8:", "key 'retry': expected a map"},
+		{"gzip: maybe\n", ":1:7:", "key 'gzip': expected true or false"},
+		{"gzip: true\ngzip: false\n", ":2:1:", "key 'gzip': given twice"},
+		{"transports: {a: b}\n", ":1:13:", "key 'transports'"},
+		{"headers: [a]\n", ":1:10:", "key 'headers'"},
+		{"headers:\n  X-API-Key: x\n", ":2:3:", "api_key"},
+		{"endpoint: ftp://host/x\n", "", "key 'endpoint': endpoint 'ftp://host/x': needs an http"},
+		{"endpoint: [unclosed\n", ":2:1:", "flow sequence"},
+		{"- a\n- b\n", ":1:1:", "expected a map of keys"},
+		{"log:\n  level: loud\n", "", "key 'log.level'"},
+		{"log:\n  target: file\n", "", "key 'log.target'"},
+		{"api_key: a\napi_key_file: /nonexistent\n", "", "'api_key' and 'api_key_file'"},
+		{"api_key_file: /nonexistent/key\n", "", "key 'api_key_file': /nonexistent/key"},
+		{"tls:\n  client_cert: /c.pem\n", "", "give both or neither"},
+		{"retry:\n  initial_seconds: 10\n  max_seconds: 1\n", "", "retry.max_seconds"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct agent_config c;
+		char err[512];
+		ck_assert_msg(load(cases[i].text, &c, err, sizeof(err)) == -1, "case %zu loaded", i);
+		ck_assert_msg(strstr(err, path) == err, "case %zu: file not named: %s", i, err);
+		ck_assert_msg(strstr(err, cases[i].where), "case %zu: no '%s' in: %s", i, cases[i].where, err);
+		ck_assert_msg(strstr(err, cases[i].what), "case %zu: no '%s' in: %s", i, cases[i].what, err);
+		ck_assert_msg(!strchr(err, '\n'), "case %zu: one line: %s", i, err);
+	}
+	clear_env();
+}
+END_TEST
+
+START_TEST(endpoint_normalisation)
+{
+	static const struct {
+		const char *in, *root;
+	} ok[] = {
+		{"http://h", "http://h"},
+		{"http://h/", "http://h"},
+		{"https://h:8443/api/v1", "https://h:8443"},
+		{"https://h/api/v1/", "https://h"},
+		{"https://h/api/v1/logs", "https://h"},
+		{"https://h/api/v1/logs/", "https://h"},
+		{"https://h/api/v1/logs/batch", "https://h"},
+		{"https://h/prefix/api/v1", "https://h/prefix"},
+		{"https://h/prefix/", "https://h/prefix"},
+		{"HTTP://127.0.0.1:80//", "HTTP://127.0.0.1:80"},
+		{"http://[::1]:9/api/v1", "http://[::1]:9"},
+		{"http://user:pw@h.example/api/v1", "http://user:pw@h.example"},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *root, err[256];
+		ck_assert_msg(config_endpoint_root(ok[i].in, &root, err, sizeof(err)) == 0, "%s: %s", ok[i].in, err);
+		ck_assert_str_eq(root, ok[i].root);
+		free(root);
+	}
+	static const char *bad[] = {"host.example/api/v1", "ftp://h/", "http://", "http:///x", "http://h:0",
+				    "http://h:99999", "http://h:x", "http://h/a?b=1", "http://h/#f", "http://h h/",
+				    "mailto:x@y", "", "http://[::1/"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *root, err[256];
+		ck_assert_msg(config_endpoint_root(bad[i], &root, err, sizeof(err)) == -1, "accepted '%s'", bad[i]);
+		ck_assert_ptr_null(root);
+		ck_assert(strstr(err, "endpoint"));
+	}
+}
+END_TEST
+
+START_TEST(key_redaction)
+{
+	char buf[64];
+	config_redact_key("super-secret-key-9f3a", buf, sizeof(buf));
+	ck_assert_str_eq(buf, "...9f3a");
+	config_redact_key("short", buf, sizeof(buf));
+	ck_assert(!strstr(buf, "short") && !strstr(buf, "hort"));
+	config_redact_key(NULL, buf, sizeof(buf));
+	ck_assert_str_eq(buf, "(none)");
+}
+END_TEST
+
+START_TEST(backoff_growth_cap_jitter)
+{
+	struct backoff b;
+	backoff_init(&b, 1, 10, 2, false, 1);
+	ck_assert_double_eq(backoff_next(&b), 1);
+	ck_assert_double_eq(backoff_next(&b), 2);
+	ck_assert_double_eq(backoff_next(&b), 4);
+	ck_assert_double_eq(backoff_next(&b), 8);
+	ck_assert_double_eq(backoff_next(&b), 10);
+	for (int i = 0; i < 2000; i++)
+		ck_assert_double_eq(backoff_next(&b), 10);
+	backoff_reset(&b);
+	ck_assert_double_eq(backoff_next(&b), 1);
+	backoff_init(&b, 1, 10, 2, true, 7);
+	double lo = 1e9, hi = 0;
+	for (int i = 0; i < 1000; i++) {
+		double d = backoff_next(&b);
+		ck_assert(d >= 0 && d <= 10);
+		if (i > 10) {
+			lo = d < lo ? d : lo;
+			hi = d > hi ? d : hi;
+		}
+	}
+	ck_assert(lo < 2 && hi > 8); /* full jitter spreads from 0 to the cap */
+}
+END_TEST
+
+static void test_log(void *ctx, int level, const char *fmt, ...)
+{
+	(void)ctx;
+	(void)level;
+	(void)fmt;
+}
+
+START_TEST(plugin_loader)
+{
+	const char *dir = getenv("SPOOL_PLUGIN_DIR");
+	ck_assert_ptr_nonnull(dir);
+	const char *dirs[] = {"/nonexistent", NULL, dir};
+	struct plugin p;
+	char err[1024];
+	for (int i = 0; i < 3; i++) {
+		static const char *names[] = {"http_batch", "http_single", "file"};
+		ck_assert_msg(plugin_load(names[i], dirs, 3, &p, err, sizeof(err)) == 0, "%s", err);
+		ck_assert_str_eq(p.tx->name, names[i]);
+		ck_assert_int_eq(p.tx->abi_version, SPOOL_TRANSPORT_ABI);
+		plugin_unload(&p);
+	}
+	ck_assert_int_eq(plugin_load("carrier_pigeon", dirs, 3, &p, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "carrier_pigeon.so") && strstr(err, "/nonexistent") && strstr(err, dir), "%s", err);
+	const char *bad = getenv("BAD_ABI_PLUGIN");
+	if (bad) {
+		ck_assert_int_eq(plugin_load(bad, dirs, 3, &p, err, sizeof(err)), -1);
+		ck_assert_msg(strstr(err, bad) && strstr(err, "ABI version 99"), "%s", err);
+	}
+	char lib[512];
+	snprintf(lib, sizeof(lib), "%s/libspool/libspool.so", getenv("SPOOL_TEST_BUILD_DIR"));
+	ck_assert_int_eq(plugin_load(lib, dirs, 3, &p, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, lib) && strstr(err, "spool_transport_entry"), "%s", err);
+	/* the file transport refuses to start without file.path */
+	ck_assert_int_eq(plugin_load("file", dirs, 3, &p, err, sizeof(err)), 0);
+	struct spool_tx_config txc = {.struct_size = sizeof(txc), .log = test_log};
+	ck_assert_int_eq(plugin_create(&p, &txc, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "file.path"), "%s", err);
+	plugin_unload(&p);
+}
+END_TEST
+
+/* conf/spool-agent.yaml is a valid file and documents every key. */
+START_TEST(example_file_documents_every_key)
+{
+	clear_env();
+	char conf[512];
+	snprintf(conf, sizeof(conf), "%s/conf/spool-agent.yaml", getenv("SPOOL_SOURCE_DIR"));
+	struct agent_config c;
+	char err[512];
+	/* the example's api_key_file does not exist here: everything before it
+	 * must parse */
+	int rc = config_load(conf, NULL, &c, err, sizeof(err));
+	if (rc == 0)
+		config_free(&c);
+	else
+		ck_assert_msg(strstr(err, "api_key_file"), "%s", err);
+	FILE *f = fopen(conf, "r");
+	ck_assert_ptr_nonnull(f);
+	char text[16384];
+	size_t n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	for (size_t i = 0; i < config_key_count(); i++) {
+		const char *k = config_key_name(i);
+		const char *leaf = strrchr(k, '.') ? strrchr(k, '.') + 1 : k;
+		char pat[128];
+		snprintf(pat, sizeof(pat), "%s:", leaf);
+		ck_assert_msg(strstr(text, pat), "conf/spool-agent.yaml does not document '%s'", k);
+	}
+}
+END_TEST
+
+static Suite *suite(void)
+{
+	Suite *s = suite_create("agent-config");
+	TCase *tc = tcase_create("config");
+	tcase_add_test(tc, defaults_and_environment);
+	tcase_add_test(tc, full_file);
+	tcase_add_test(tc, errors_name_file_line_column_key);
+	tcase_add_test(tc, endpoint_normalisation);
+	tcase_add_test(tc, key_redaction);
+	tcase_add_test(tc, backoff_growth_cap_jitter);
+	tcase_add_test(tc, plugin_loader);
+	tcase_add_test(tc, example_file_documents_every_key);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
