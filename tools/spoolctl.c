@@ -1,39 +1,221 @@
-/* spoolctl — see and act on a spool directory.  This first version has the
- * `status` command; peek, dead letters, verify, compact, export and import
- * follow (issue: spoolctl). */
+/* spoolctl — see and act on a spool directory without writing code: status,
+ * peek, dead letters, purge, verify, compact, export and import.
+ * docs/spoolctl.md describes every command and its exit codes:
+ * 0 success, 1 failure or problems found, 2 usage error. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <spool/json.h>
 #include <spool/spool.h>
 
+#define EXIT_FAIL  1
+#define EXIT_USAGE 2
+#define CHUNK      1024 /* records per read or delete */
+
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: spoolctl [--spool DIR] COMMAND [OPTIONS]\n"
-		"\n"
-		"Commands:\n"
-		"  status [--json]   pending events and bytes, the oldest event's age, dead\n"
-		"                    letters, the spool's counters, whether an agent holds the\n"
-		"                    spool, its last success and last error, its send time per\n"
-		"                    event and the time to drain the backlog at that rate\n"
-		"\n"
-		"Options:\n"
-		"  --spool DIR  spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
-		"               /var/spool/master-log for root, else\n"
-		"               ~/.local/state/master-log/spool)\n"
-		"  -h, --help   this text (and `spoolctl COMMAND --help`)\n"
-		"\n"
-		"Exit status: 0 on success, 1 when the spool cannot be read, 2 for a usage\n"
-		"error.\n");
+	fprintf(f, "Usage: spoolctl [--spool DIR] COMMAND [OPTIONS]\n"
+	           "\n"
+	           "Commands:\n"
+	           "  status [--json]                  backlog, counters, agent, send rate\n"
+	           "  peek [-n N] [--json] [--severity S] [--since TIME]\n"
+	           "                                   the oldest pending events\n"
+	           "  dead list [--json]               dead letters with status and reason\n"
+	           "  dead retry (SEQ...|--all)        put dead letters back into the queue\n"
+	           "  dead purge (SEQ...|--all)        delete dead letters for good\n"
+	           "  purge (--before TIME|--severity S|--all) --yes\n"
+	           "                                   delete pending events (counted as evicted)\n"
+	           "  verify [--repair] [--json]       check records and counters\n"
+	           "  compact [--json]                 give the file's free space back\n"
+	           "  export FILE [--delete]           write pending events to one file\n"
+	           "  import FILE                      append the events of an export file\n"
+	           "\n"
+	           "Options:\n"
+	           "  --spool DIR  spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
+	           "               /var/spool/master-log for root, else\n"
+	           "               ~/.local/state/master-log/spool)\n"
+	           "  -h, --help   this text (and `spoolctl COMMAND --help`)\n"
+	           "\n"
+	           "TIME: seconds since the epoch, 2026-11-24, 2026-11-24T14:29:21Z (UTC), or\n"
+	           "an age: 90s, 30m, 12h, 7d.\n"
+	           "\n"
+	           "Exit status: 0 on success, 1 on failure or when problems are found, 2 for\n"
+	           "a usage error.\n");
 }
+
+/* ---- helpers ---- */
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* TIME (see usage) to microseconds since the epoch; 0 or -1. */
+static int parse_time(const char *s, int64_t *out)
+{
+	uint64_t v;
+	if (parse_u64(s, &v) == 0 && v < ((uint64_t)1 << 40)) {
+		*out = (int64_t)v * 1000000;
+		return 0;
+	}
+	size_t len = strlen(s);
+	if (len >= 2 && len < 20 && strchr("smhd", s[len - 1])) {
+		char num[24];
+		memcpy(num, s, len - 1);
+		num[len - 1] = '\0';
+		if (parse_u64(num, &v) == 0 && v < ((uint64_t)1 << 32)) {
+			int64_t unit = s[len - 1] == 's'   ? 1
+			               : s[len - 1] == 'm' ? 60
+			               : s[len - 1] == 'h' ? 3600
+			                                   : 86400;
+			*out = now_us() - (int64_t)v * unit * 1000000;
+			return 0;
+		}
+	}
+	struct tm tm = {0};
+	int used = 0;
+	if (sscanf(s, "%4d-%2d-%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &used) != 3 ||
+	    used != 10)
+		return -1;
+	const char *p = s + used;
+	if (*p == 'T' || *p == ' ') {
+		int hh, mm, ss = 0, n = 0;
+		if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5)
+			return -1;
+		p += 1 + n;
+		if (*p == ':') {
+			if (sscanf(p + 1, "%2d%n", &ss, &n) != 1 || n != 2)
+				return -1;
+			p += 1 + n;
+		}
+		tm.tm_hour = hh;
+		tm.tm_min = mm;
+		tm.tm_sec = ss;
+	}
+	if (*p == 'Z')
+		p++;
+	if (*p || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+	    tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return -1;
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	*out = (int64_t)timegm(&tm) * 1000000;
+	return 0;
+}
+
+static void fmt_time(int64_t us, char *buf, size_t len)
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+	if (us <= 0 || !gmtime_r(&t, &tm)) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	char day[32];
+	strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", day, (int)(us % 1000000 / 1000));
+}
+
+/* The event's message for people: control bytes as '?', at most 300 bytes. */
+static void put_message(FILE *f, const void *data, size_t len)
+{
+	const char *m;
+	size_t ml;
+	if (spool_event_get_str(data, len, "message", &m, &ml) != 0) {
+		fputs("(no message)", f);
+		return;
+	}
+	size_t shown = ml > 300 ? 300 : ml;
+	for (size_t i = 0; i < shown; i++) {
+		unsigned char c = (unsigned char)m[i];
+		fputc(c < 0x20 || c == 0x7f ? '?' : c, f);
+	}
+	if (shown < ml)
+		fputs("...", f);
+}
+
+/* The directory from --spool, else the default; 0 or EXIT_USAGE. */
+static int resolve_dir(char *dir, size_t len)
+{
+	if (dir[0])
+		return 0;
+	int rc = spool_default_dir(dir, len);
+	if (rc) {
+		fprintf(stderr, "spoolctl: no spool directory: %s\n", spool_strerror(rc));
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* Opens the spool for an operator: sync mode (no ring of its own), no
+ * limits (the operator's own actions are never refused as "full").  Unless
+ * `create`, the spool must exist already. */
+static struct spool *open_spool(const char *dir, bool create)
+{
+	char data[4200];
+	struct stat st;
+	snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	if (!create && stat(data, &st) != 0) {
+		fprintf(stderr, "spoolctl: %s: no spool there (%s)\n", dir, strerror(errno));
+		return NULL;
+	}
+	struct spool_options opt;
+	spool_options_init(&opt);
+	opt.durability = SPOOL_SYNC;
+	opt.max_bytes = 0;
+	opt.max_events = 0;
+	opt.max_record_bytes = (size_t)256 << 20;
+	char err[512];
+	struct spool *s;
+	int rc = spool_open(dir, &opt, &s, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s\n", err);
+		return NULL;
+	}
+	return s;
+}
+
+/* getopt_long over a command's own arguments (argv[0] is the command). */
+static void getopt_reset(void)
+{
+	optind = 0;
+	opterr = 1;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	return false;
+}
+
+/* ---- status ---- */
 
 /* A text value the agent keeps in the meta store, or "" when absent. */
 static void meta_text(struct spool *s, const char *key, char *buf, size_t len)
@@ -60,7 +242,7 @@ static int cmd_status(struct spool *s, bool json)
 	int rc = spool_stats(s, &st);
 	if (rc) {
 		fprintf(stderr, "spoolctl: %s: cannot read the figures: %s\n", spool_dir(s),
-			spool_strerror(rc));
+		        spool_strerror(rc));
 		return 1;
 	}
 	long pid = 0;
@@ -75,15 +257,15 @@ static int cmd_status(struct spool *s, bool json)
 		printf("{\"spool\":");
 		put_json_str(stdout, spool_dir(s));
 		printf(",\"pending\":%" PRIu64 ",\"pending_bytes\":%" PRIu64
-		       ",\"oldest_age_seconds\":%.3f,\"dead\":%" PRIu64 ",\"appended_total\":%" PRIu64
-		       ",\"acked_total\":%" PRIu64 ",\"dead_total\":%" PRIu64
-		       ",\"evicted_total\":%" PRIu64 ",\"dropped_total\":%" PRIu64
-		       ",\"corrupt_total\":%" PRIu64 ",\"torn_total\":%" PRIu64
-		       ",\"agent_running\":%s,\"agent_pid\":%ld",
-		       st.pending, st.pending_bytes, st.oldest_age_seconds, st.dead, st.appended_total,
-		       st.acked_total, st.dead_total, st.evicted_total, st.dropped_total,
-		       st.corrupt_total, st.torn_total, running == 1 ? "true" : "false",
-		       running == 1 ? pid : 0L);
+		       ",\"oldest_age_seconds\":%.3f,\"dead\":%" PRIu64
+		       ",\"appended_total\":%" PRIu64 ",\"acked_total\":%" PRIu64
+		       ",\"dead_total\":%" PRIu64 ",\"evicted_total\":%" PRIu64
+		       ",\"dropped_total\":%" PRIu64 ",\"corrupt_total\":%" PRIu64
+		       ",\"torn_total\":%" PRIu64 ",\"agent_running\":%s,\"agent_pid\":%ld",
+		       st.pending, st.pending_bytes, st.oldest_age_seconds, st.dead,
+		       st.appended_total, st.acked_total, st.dead_total, st.evicted_total,
+		       st.dropped_total, st.corrupt_total, st.torn_total,
+		       running == 1 ? "true" : "false", running == 1 ? pid : 0L);
 		printf(",\"last_success\":");
 		if (success[0])
 			printf("%s", success);
@@ -95,15 +277,16 @@ static int cmd_status(struct spool *s, bool json)
 		else
 			printf("null");
 		if (spe > 0)
-			printf(",\"send_seconds_per_event\":%.9f,\"drain_seconds_estimate\":%.1f", spe,
-			       drain);
+			printf(",\"send_seconds_per_event\":%.9f,\"drain_seconds_estimate\":%.1f",
+			       spe, drain);
 		else
 			printf(",\"send_seconds_per_event\":null,\"drain_seconds_estimate\":null");
 		printf(",\"file_bytes\":%" PRIu64 "}\n", st.file_bytes);
 		return 0;
 	}
 	printf("spool          %s\n", spool_dir(s));
-	printf("pending        %" PRIu64 " events, %" PRIu64 " bytes", st.pending, st.pending_bytes);
+	printf("pending        %" PRIu64 " events, %" PRIu64 " bytes", st.pending,
+	       st.pending_bytes);
 	if (st.pending)
 		printf(", oldest %.1f s old", st.oldest_age_seconds);
 	printf("\ndead letters   %" PRIu64 "\n", st.dead);
@@ -125,86 +308,1095 @@ static int cmd_status(struct spool *s, bool json)
 	if (error[0])
 		printf("last error     %s\n", error);
 	if (spe > 0)
-		printf("send time      %.1f us per event; backlog drains in about %.0f s\n", spe * 1e6,
-		       drain);
+		printf("send time      %.1f us per event; backlog drains in about %.0f s\n",
+		       spe * 1e6, drain);
 	printf("file           %" PRIu64 " bytes\n", st.file_bytes);
 	return 0;
 }
 
+static const char STATUS_HELP[] =
+    "Usage: spoolctl [--spool DIR] status [--json]\n\n"
+    "Shows the spool's backlog, counters and agent; --json prints one\n"
+    "object with the keys pending, pending_bytes, oldest_age_seconds, dead,\n"
+    "appended_total, acked_total, dead_total, evicted_total, dropped_total,\n"
+    "agent_running, last_success, last_error (and a few more).\n"
+    "Exit status: 0, 1 when the spool cannot be read, 2 for a usage error.\n";
+
+static int run_status(int argc, char **argv, const char *dir)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else {
+			fprintf(stderr, "spoolctl: status: unknown option '%s'\n", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	struct spool *s = open_spool(dir, false);
+	if (!s)
+		return EXIT_FAIL;
+	int status = cmd_status(s, json);
+	spool_close(s);
+	return status;
+}
+
+/* ---- peek ---- */
+
+static const char PEEK_HELP[] =
+    "Usage: spoolctl [--spool DIR] peek [-n N] [--json] [--severity S] [--since TIME]\n\n"
+    "Shows the oldest pending events (default 10), oldest first, as the agent\n"
+    "would send them: seq, enqueue time (UTC), severity and message; with\n"
+    "--json one JSON event per line, with metadata.c_client.spool_seq.\n"
+    "--severity S shows only events of that severity; --since TIME only those\n"
+    "enqueued at or after TIME.  -n 0 shows them all.  Like the agent, reading\n"
+    "moves a record that fails its checksum to the dead letters.\n"
+    "Exit status: 0, 1 when the spool cannot be read, 2 for a usage error.\n";
+
+static int run_peek(int argc, char **argv, const char *dir)
+{
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"severity", required_argument, NULL, 's'},
+	    {"since", required_argument, NULL, 't'},
+	    {"count", required_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
+	};
+	uint64_t want = 10;
+	bool json = false;
+	int sev = -1;
+	int64_t since = INT64_MIN;
+	int c;
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
+		if (c == 'j') {
+			json = true;
+		} else if (c == 'n' && parse_u64(optarg, &want) == 0) {
+		} else if (c == 's' && spool_severity_parse(optarg, &sev) == 0) {
+		} else if (c == 't' && parse_time(optarg, &since) == 0) {
+		} else {
+			if (c != '?')
+				fprintf(stderr, "spoolctl: peek: bad value '%s'\n", optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "spoolctl: peek: unexpected argument '%s'\n", argv[optind]);
+		return EXIT_USAGE;
+	}
+	struct spool *s = open_spool(dir, false);
+	if (!s)
+		return EXIT_FAIL;
+	uint64_t after = 0, shown = 0;
+	int rc = 0;
+	struct spool_buf out = {0};
+	while (want == 0 || shown < want) {
+		struct spool_batch *b;
+		rc = spool_read_batch(s, after, CHUNK, 0, &b);
+		if (rc)
+			break;
+		size_t n = spool_batch_count(b);
+		const struct spool_record *r = spool_batch_records(b);
+		for (size_t i = 0; i < n && (want == 0 || shown < want); i++) {
+			after = r[i].seq;
+			if ((sev >= 0 && r[i].severity != sev) || r[i].enqueue_us < since)
+				continue;
+			shown++;
+			if (json) {
+				struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ,
+				                             .spool_seq = r[i].seq};
+				out.len = 0;
+				if (spool_event_to_json(r[i].data, r[i].len, &x, &out) == 0) {
+					fwrite(out.data, 1, out.len, stdout);
+					fputc('\n', stdout);
+				}
+				continue;
+			}
+			char when[48];
+			fmt_time(r[i].enqueue_us, when, sizeof(when));
+			printf("%-8" PRIu64 " %s %-5s ", r[i].seq, when,
+			       spool_severity_name(r[i].severity));
+			put_message(stdout, r[i].data, r[i].len);
+			fputc('\n', stdout);
+		}
+		spool_batch_release(b);
+		if (n == 0)
+			break;
+	}
+	spool_buf_free(&out);
+	spool_close(s);
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s: cannot read events: %s\n", dir, spool_strerror(rc));
+		return EXIT_FAIL;
+	}
+	if (!json && shown == 0)
+		printf("no pending events%s\n", sev >= 0 || since != INT64_MIN ? " match" : "");
+	return 0;
+}
+
+/* ---- dead letters ---- */
+
+static const char DEAD_HELP[] =
+    "Usage: spoolctl [--spool DIR] dead list [--json]\n"
+    "       spoolctl [--spool DIR] dead retry (SEQ...|--all)\n"
+    "       spoolctl [--spool DIR] dead purge (SEQ...|--all)\n\n"
+    "list   every dead letter: seq, when it died, the status that rejected it\n"
+    "       (an HTTP code, or a negative spool code such as -30602 for a corrupt\n"
+    "       record), the reason, severity and message; --json: one object per line\n"
+    "       {seq, dead_at, status, reason, severity, enqueue_us, event}.\n"
+    "retry  moves the dead letters back into the queue, behind what is pending,\n"
+    "       under new sequence numbers, in their original order (counted as\n"
+    "       appended).  Corrupt records cannot be retried and stay dead.\n"
+    "purge  deletes the dead letters for good.\n"
+    "Exit status: 0; 1 on failure, or when a SEQ given was not retried or purged\n"
+    "(not a dead letter, or corrupt); 2 for a usage error.\n";
+
+static void put_json_event_or_null(FILE *f, const struct spool_record *r, struct spool_buf *out)
+{
+	out->len = 0;
+	if (r->severity >= 0 && spool_event_to_json(r->data, r->len, NULL, out) == 0)
+		fwrite(out->data, 1, out->len, f);
+	else
+		fputs("null", f);
+}
+
+static int dead_list(struct spool *s, bool json)
+{
+	uint64_t after = 0, total = 0;
+	struct spool_buf out = {0};
+	int rc;
+	for (;;) {
+		struct spool_batch *b;
+		rc = spool_read_dead(s, after, CHUNK, &b);
+		if (rc)
+			break;
+		size_t n = spool_batch_count(b);
+		const struct spool_record *r = spool_batch_records(b);
+		for (size_t i = 0; i < n; i++) {
+			char when[48];
+			after = r[i].seq;
+			total++;
+			fmt_time(r[i].dead_us, when, sizeof(when));
+			const char *reason = r[i].dead_reason ? r[i].dead_reason : "";
+			if (json) {
+				printf("{\"seq\":%" PRIu64
+				       ",\"dead_at\":\"%s\",\"status\":%d,\"reason\":",
+				       r[i].seq, when, r[i].dead_status);
+				put_json_str(stdout, reason);
+				printf(",\"severity\":");
+				if (r[i].severity >= 0)
+					printf("\"%s\"", spool_severity_name(r[i].severity));
+				else
+					printf("null");
+				printf(",\"enqueue_us\":%" PRId64 ",\"event\":", r[i].enqueue_us);
+				put_json_event_or_null(stdout, &r[i], &out);
+				printf("}\n");
+				continue;
+			}
+			printf("%-8" PRIu64 " %s status %d  %s\n         ", r[i].seq, when,
+			       r[i].dead_status, reason);
+			if (r[i].severity >= 0) {
+				printf("%-5s ", spool_severity_name(r[i].severity));
+				put_message(stdout, r[i].data, r[i].len);
+			} else {
+				printf("(corrupt record, %zu bytes)", r[i].len);
+			}
+			fputc('\n', stdout);
+		}
+		spool_batch_release(b);
+		if (n == 0)
+			break;
+	}
+	spool_buf_free(&out);
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s: cannot read dead letters: %s\n", spool_dir(s),
+		        spool_strerror(rc));
+		return EXIT_FAIL;
+	}
+	if (!json)
+		printf("%" PRIu64 " dead letter%s\n", total, total == 1 ? "" : "s");
+	return 0;
+}
+
+static int run_dead(int argc, char **argv, const char *dir)
+{
+	if (argc < 2) {
+		fprintf(stderr, "spoolctl: dead: list, retry or purge?\n%s", DEAD_HELP);
+		return EXIT_USAGE;
+	}
+	const char *what = argv[1];
+	bool list = strcmp(what, "list") == 0, retry = strcmp(what, "retry") == 0;
+	if (!list && !retry && strcmp(what, "purge") != 0) {
+		fprintf(stderr, "spoolctl: dead: unknown subcommand '%s'\n", what);
+		return EXIT_USAGE;
+	}
+	bool json = false, all = false;
+	uint64_t *seqs = calloc((size_t)argc, sizeof(*seqs));
+	size_t n = 0;
+	if (!seqs)
+		return EXIT_FAIL;
+	for (int i = 2; i < argc; i++) {
+		if (list && strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else if (!list && strcmp(argv[i], "--all") == 0) {
+			all = true;
+		} else if (!list && parse_u64(argv[i], &seqs[n]) == 0) {
+			n++;
+		} else {
+			fprintf(stderr, "spoolctl: dead %s: bad argument '%s'\n", what, argv[i]);
+			free(seqs);
+			return EXIT_USAGE;
+		}
+	}
+	if (!list && (all == (n > 0))) {
+		fprintf(stderr, "spoolctl: dead %s: give sequence numbers or --all (not both)\n",
+		        what);
+		free(seqs);
+		return EXIT_USAGE;
+	}
+	struct spool *s = open_spool(dir, false);
+	if (!s) {
+		free(seqs);
+		return EXIT_FAIL;
+	}
+	int status = 0;
+	if (list) {
+		status = dead_list(s, json);
+	} else {
+		uint64_t done = 0;
+		int rc = retry ? spool_dead_retry(s, all ? NULL : seqs, n, all, &done)
+		               : spool_dead_purge(s, all ? NULL : seqs, n, all, &done);
+		if (rc) {
+			fprintf(stderr, "spoolctl: %s: dead %s failed: %s\n", dir, what,
+			        spool_strerror(rc));
+			status = EXIT_FAIL;
+		} else {
+			printf("%s %" PRIu64 " dead letter%s\n", retry ? "retried" : "purged", done,
+			       done == 1 ? "" : "s");
+			/* duplicates on the command line count once */
+			size_t distinct = 0;
+			for (size_t i = 0; i < n; i++) {
+				bool dup = false;
+				for (size_t j = 0; j < i && !dup; j++)
+					dup = seqs[j] == seqs[i];
+				distinct += !dup;
+			}
+			if (!all && done < distinct) {
+				fprintf(stderr,
+				        "spoolctl: dead %s: %zu of the sequences given %s\n", what,
+				        distinct - (size_t)done,
+				        retry ? "are not dead letters or hold a corrupt record"
+				              : "are not dead letters");
+				status = EXIT_FAIL;
+			}
+		}
+	}
+	spool_close(s);
+	free(seqs);
+	return status;
+}
+
+/* ---- purge ---- */
+
+static const char PURGE_HELP[] =
+    "Usage: spoolctl [--spool DIR] purge (--before TIME | --severity S | --all) [--yes]\n\n"
+    "Deletes pending events that will then never be sent: those enqueued before\n"
+    "TIME, those of severity S (both given: those matching both), or all.\n"
+    "They are counted as evicted (evicted_total).  Without --yes nothing is\n"
+    "deleted: it says how many would be, and exits 2.\n"
+    "Exit status: 0 when purged; 1 on failure; 2 for a usage error or without --yes.\n";
+
+static int run_purge(int argc, char **argv, const char *dir)
+{
+	static const struct option opts[] = {
+	    {"before", required_argument, NULL, 'b'},
+	    {"severity", required_argument, NULL, 's'},
+	    {"all", no_argument, NULL, 'a'},
+	    {"yes", no_argument, NULL, 'y'},
+	    {NULL, 0, NULL, 0},
+	};
+	int64_t before = 0;
+	bool has_before = false, all = false, yes = false;
+	int sev = -1, c;
+	getopt_reset();
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c == 'b' && parse_time(optarg, &before) == 0) {
+			has_before = true;
+		} else if (c == 's' && spool_severity_parse(optarg, &sev) == 0) {
+		} else if (c == 'a') {
+			all = true;
+		} else if (c == 'y') {
+			yes = true;
+		} else {
+			if (c != '?')
+				fprintf(stderr, "spoolctl: purge: bad value '%s'\n", optarg);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc || (all && (has_before || sev >= 0)) ||
+	    (!all && !has_before && sev < 0)) {
+		fprintf(stderr, "spoolctl: purge: give --before TIME, --severity S, or --all\n");
+		return EXIT_USAGE;
+	}
+	struct spool *s = open_spool(dir, false);
+	if (!s)
+		return EXIT_FAIL;
+	struct spool_stats st;
+	int rc = spool_stats(s, &st);
+	uint64_t *sel = malloc(CHUNK * sizeof(*sel));
+	uint64_t after = 0, matched = 0, deleted = 0;
+	size_t nsel = 0;
+	if (!sel)
+		rc = -ENOMEM;
+	/* only what was there when we started: not events appended meanwhile */
+	while (rc == 0) {
+		struct spool_batch *b;
+		rc = spool_read_batch(s, after, CHUNK, 0, &b);
+		if (rc)
+			break;
+		size_t n = spool_batch_count(b);
+		const struct spool_record *r = spool_batch_records(b);
+		bool end = n == 0;
+		for (size_t i = 0; i < n; i++) {
+			if (r[i].seq >= st.next_seq) {
+				end = true;
+				break;
+			}
+			after = r[i].seq;
+			if (!all && ((has_before && r[i].enqueue_us >= before) ||
+			             (sev >= 0 && r[i].severity != sev)))
+				continue;
+			matched++;
+			if (yes)
+				sel[nsel++] = r[i].seq;
+		}
+		spool_batch_release(b);
+		if (nsel > 0) {
+			uint64_t d = 0;
+			rc = spool_discard(s, sel, nsel, &d);
+			deleted += d;
+			nsel = 0;
+		}
+		if (end)
+			break;
+	}
+	free(sel);
+	spool_close(s);
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s: purge failed after %" PRIu64 " events: %s\n", dir,
+		        deleted, spool_strerror(rc));
+		return EXIT_FAIL;
+	}
+	if (!yes) {
+		printf("would purge %" PRIu64 " of %" PRIu64
+		       " pending events; run again with --yes to delete them\n",
+		       matched, st.pending);
+		return EXIT_USAGE;
+	}
+	printf("purged %" PRIu64 " events (counted as evicted)\n", deleted);
+	return 0;
+}
+
+/* ---- verify ---- */
+
+static const char VERIFY_HELP[] =
+    "Usage: spoolctl [--spool DIR] verify [--repair] [--json]\n\n"
+    "Checks that every pending record decodes (header checksum, one msgpack\n"
+    "map), that every dead letter decodes, and that the counters agree with the\n"
+    "records: pending count, pending_bytes, per-severity counts, next_seq above\n"
+    "every key.  Changes nothing, and names each problem.  With --repair, moves\n"
+    "bad records to the dead letters (status -30602, counted as corrupt) and\n"
+    "rewrites the counters from the records, then checks again.\n"
+    "Exit status: 0 when the spool is sound (after --repair: when it is now);\n"
+    "1 when problems are found or the check fails; 2 for a usage error.\n";
+
+static void put_verify_json(const struct spool_verify_report *r,
+                            const struct spool_verify_report *after)
+{
+	printf("{\"ok\":%s,\"records\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"dead\":%" PRIu64
+	       ",\"bad_dead\":%" PRIu64 ",\"pending_bytes\":%" PRIu64
+	       ",\"stored_pending_bytes\":%" PRIu64 ",\"max_seq\":%" PRIu64
+	       ",\"stored_next_seq\":%" PRIu64 ",\"problems\":[",
+	       r->problems ? "false" : "true", r->records, r->bad, r->dead, r->bad_dead,
+	       r->pending_bytes, r->stored_pending_bytes, r->max_seq, r->stored_next_seq);
+	const char *line = r->text;
+	bool first = true;
+	while (*line) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl ? (size_t)(nl - line) : strlen(line);
+		struct spool_buf b = {0};
+		if (spool_json_string(&b, line, len) == 0 && b.len) {
+			printf("%s%s", first ? "" : ",", b.data);
+			first = false;
+		}
+		spool_buf_free(&b);
+		line += len + (nl ? 1 : 0);
+	}
+	printf("]");
+	if (after)
+		printf(",\"repaired\":%" PRIu64 ",\"ok_after_repair\":%s", r->repaired,
+		       after->problems ? "false" : "true");
+	printf("}\n");
+}
+
+static int run_verify(int argc, char **argv, const char *dir)
+{
+	bool repair = false, json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--repair") == 0) {
+			repair = true;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else {
+			fprintf(stderr, "spoolctl: verify: unknown option '%s'\n", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	struct spool_verify_report *r = calloc(2, sizeof(*r));
+	if (!r)
+		return EXIT_FAIL;
+	char err[512];
+	int rc = spool_verify(dir, repair, &r[0], err, sizeof(err));
+	if (rc == 0 && repair && r[0].problems)
+		rc = spool_verify(dir, false, &r[1], err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s\n", err[0] ? err : spool_strerror(rc));
+		free(r);
+		return EXIT_FAIL;
+	}
+	const struct spool_verify_report *after = repair && r[0].problems ? &r[1] : NULL;
+	unsigned left = after ? after->problems : r[0].problems;
+	if (json) {
+		put_verify_json(&r[0], after);
+	} else {
+		printf("checked %" PRIu64 " pending records and %" PRIu64 " dead letters\n",
+		       r[0].records, r[0].dead);
+		if (r[0].problems)
+			printf("problems:\n%s", r[0].text);
+		if (after) {
+			printf("repaired: %" PRIu64 " records moved to the dead letters%s\n",
+			       r[0].repaired,
+			       r[0].counters_rewritten ? ", counters rewritten" : "");
+			if (after->problems)
+				printf("still wrong:\n%s", after->text);
+		}
+		printf("%s\n", left ? "NOT OK" : "ok");
+	}
+	free(r);
+	return left ? EXIT_FAIL : 0;
+}
+
+/* ---- compact ---- */
+
+static const char COMPACT_HELP[] =
+    "Usage: spoolctl [--spool DIR] compact [--json]\n\n"
+    "Gives the free space of the spool's file back to the file system (an LMDB\n"
+    "file never shrinks by itself): writes a compacting copy, syncs it and\n"
+    "renames it over data.mdb.  Needs the spool to itself: refused while any\n"
+    "producer, agent or spoolctl has it open, or while rings/ holds ring files\n"
+    "of producers that died (open the spool once, e.g. `spoolctl status`, to\n"
+    "move them in).  Reports the file size before and after.\n"
+    "Exit status: 0; 1 when refused or failed; 2 for a usage error.\n";
+
+static int run_compact(int argc, char **argv, const char *dir)
+{
+	bool json = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0) {
+			json = true;
+		} else {
+			fprintf(stderr, "spoolctl: compact: unknown option '%s'\n", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	uint64_t before, after;
+	char err[768];
+	int rc = spool_compact(dir, &before, &after, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "spoolctl: compact: %s\n", err[0] ? err : spool_strerror(rc));
+		return EXIT_FAIL;
+	}
+	if (json)
+		printf("{\"before_bytes\":%" PRIu64 ",\"after_bytes\":%" PRIu64 "}\n", before,
+		       after);
+	else
+		printf("compacted %s: %" PRIu64 " bytes before, %" PRIu64 " after\n", dir, before,
+		       after);
+	return 0;
+}
+
+/* ---- export and import ----
+ * An export file, every integer little-endian:
+ *   header   "MLSPOOLX", u32 format version (1), u32 header bytes, u64 count,
+ *            i64 created (us since the epoch), u16 + source host name,
+ *            u16 + source spool path
+ *   records  count times: u32 event bytes, u64 seq, u8 severity,
+ *            i64 enqueue time (us), the msgpack event as stored
+ *   trailer  "MLSPTAIL", u64 count, u32 CRC-32 (zlib) of every byte before it */
+
+#define XF_HEAD_MAGIC "MLSPOOLX"
+#define XF_TAIL_MAGIC "MLSPTAIL"
+#define XF_VERSION    1
+#define XF_REC_FIXED  21
+#define XF_MAX_EVENT  ((uint32_t)256 << 20)
+
+static void le_put(unsigned char *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint64_t le_get(const unsigned char *p, int bytes)
+{
+	uint64_t v = 0;
+	for (int i = bytes - 1; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+struct writer {
+	int fd;
+	int err; /* first errno */
+	size_t used;
+	unsigned char buf[1 << 16];
+};
+
+static void wr_flush(struct writer *w)
+{
+	size_t off = 0;
+	while (!w->err && off < w->used) {
+		ssize_t n = write(w->fd, w->buf + off, w->used - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			w->err = n < 0 ? errno : EIO;
+		else
+			off += (size_t)n;
+	}
+	w->used = 0;
+}
+
+static void wr_put(struct writer *w, const void *p, size_t n)
+{
+	const unsigned char *c = p;
+	while (n > 0 && !w->err) {
+		if (w->used == sizeof(w->buf))
+			wr_flush(w);
+		size_t k = sizeof(w->buf) - w->used < n ? sizeof(w->buf) - w->used : n;
+		memcpy(w->buf + w->used, c, k);
+		w->used += k;
+		c += k;
+		n -= k;
+	}
+}
+
+static int fsync_parent(const char *file)
+{
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof(dir), "%s", file);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static const char EXPORT_HELP[] =
+    "Usage: spoolctl [--spool DIR] export FILE [--delete]\n\n"
+    "Writes the events pending now, oldest first, to FILE: a header (format,\n"
+    "source host and spool, count), the records (seq, severity, enqueue time,\n"
+    "the event's msgpack bytes) and a trailer with the count and a CRC-32 over\n"
+    "everything.  Written to FILE.tmp, synced, renamed to FILE, directory synced.\n"
+    "With --delete the exported events are then removed from the spool (as\n"
+    "acknowledged), only after FILE is complete and on disk.  Carry FILE to\n"
+    "another machine and `spoolctl import` it there.\n"
+    "Exit status: 0; 1 on failure (FILE is then not created); 2 for a usage error.\n";
+
+static int export_records(struct spool *s, struct writer *w, uint64_t limit, uint64_t **seqs,
+                          uint64_t *count)
+{
+	uint64_t after = 0, cap = 0;
+	*count = 0;
+	for (;;) {
+		struct spool_batch *b;
+		int rc = spool_read_batch(s, after, CHUNK, (size_t)16 << 20, &b);
+		if (rc)
+			return rc;
+		size_t n = spool_batch_count(b);
+		const struct spool_record *r = spool_batch_records(b);
+		bool end = n == 0;
+		for (size_t i = 0; i < n && !w->err; i++) {
+			if (r[i].seq >= limit || r[i].len > XF_MAX_EVENT) {
+				end = r[i].seq >= limit;
+				if (!end) {
+					spool_batch_release(b);
+					return -EFBIG;
+				}
+				break;
+			}
+			after = r[i].seq;
+			unsigned char h[4 + XF_REC_FIXED];
+			le_put(h, r[i].len, 4);
+			le_put(h + 4, r[i].seq, 8);
+			h[12] = (unsigned char)r[i].severity;
+			le_put(h + 13, (uint64_t)r[i].enqueue_us, 8);
+			wr_put(w, h, sizeof(h));
+			wr_put(w, r[i].data, r[i].len);
+			if (seqs) {
+				if (*count == cap) {
+					cap = cap ? cap * 2 : 4096;
+					uint64_t *g = realloc(*seqs, cap * sizeof(*g));
+					if (!g) {
+						spool_batch_release(b);
+						return -ENOMEM;
+					}
+					*seqs = g;
+				}
+				(*seqs)[*count] = r[i].seq;
+			}
+			(*count)++;
+		}
+		spool_batch_release(b);
+		if (w->err)
+			return -w->err;
+		if (end)
+			return 0;
+	}
+}
+
+/* CRC-32 of the first `len` bytes of fd. */
+static int crc_of_file(int fd, uint64_t len, uint32_t *crc)
+{
+	unsigned char buf[1 << 16];
+	uint64_t off = 0;
+	*crc = 0;
+	while (off < len) {
+		size_t want = len - off < sizeof(buf) ? (size_t)(len - off) : sizeof(buf);
+		ssize_t n = pread(fd, buf, want, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		*crc = spool_crc32(*crc, buf, (size_t)n);
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static int run_export(int argc, char **argv, const char *dir)
+{
+	const char *file = NULL;
+	bool del = false;
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--delete") == 0) {
+			del = true;
+		} else if (argv[i][0] != '-' && !file) {
+			file = argv[i];
+		} else {
+			fprintf(stderr, "spoolctl: export: bad argument '%s'\n", argv[i]);
+			return EXIT_USAGE;
+		}
+	}
+	if (!file) {
+		fprintf(stderr, "spoolctl: export: no FILE given\n");
+		return EXIT_USAGE;
+	}
+	char tmp[PATH_MAX];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", file) >= (int)sizeof(tmp)) {
+		fprintf(stderr, "spoolctl: export: file name too long\n");
+		return EXIT_USAGE;
+	}
+	struct spool *s = open_spool(dir, false);
+	if (!s)
+		return EXIT_FAIL;
+	struct writer *w = calloc(1, sizeof(*w));
+	uint64_t *seqs = NULL, count = 0;
+	const char *what = "";
+	int rc = 0;
+	struct spool_stats st;
+	char host[256] = "", path[PATH_MAX];
+	if (!w) {
+		rc = -ENOMEM;
+		goto fail_closed;
+	}
+	if ((rc = spool_stats(s, &st)) != 0) {
+		what = "cannot read the spool";
+		goto fail_closed;
+	}
+	w->fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (w->fd < 0) {
+		rc = -errno;
+		what = tmp;
+		goto fail_closed;
+	}
+	gethostname(host, sizeof(host) - 1);
+	if (!realpath(dir, path))
+		snprintf(path, sizeof(path), "%s", dir);
+	size_t hl = strlen(host) & 0xffff, pl = strlen(path) & 0xffff;
+	unsigned char h[34];
+	memcpy(h, XF_HEAD_MAGIC, 8);
+	le_put(h + 8, XF_VERSION, 4);
+	le_put(h + 12, 8 + 4 + 4 + 8 + 8 + 2 + hl + 2 + pl, 4);
+	le_put(h + 16, 0, 8); /* the count, written once known */
+	le_put(h + 24, (uint64_t)now_us(), 8);
+	le_put(h + 32, hl, 2);
+	wr_put(w, h, 34);
+	wr_put(w, host, hl);
+	le_put(h, pl, 2);
+	wr_put(w, h, 2);
+	wr_put(w, path, pl);
+	rc = export_records(s, w, st.next_seq, del ? &seqs : NULL, &count);
+	what = "cannot write the records";
+	if (rc)
+		goto fail;
+	wr_flush(w);
+	off_t end = lseek(w->fd, 0, SEEK_END);
+	le_put(h, count, 8);
+	if (w->err || end < 0 || pwrite(w->fd, h, 8, 16) != 8) {
+		rc = -(w->err ? w->err : errno ? errno : EIO);
+		goto fail;
+	}
+	/* the checksum covers the file as it is on disk */
+	unsigned char t[20];
+	memcpy(t, XF_TAIL_MAGIC, 8);
+	le_put(t + 8, count, 8);
+	uint32_t crc;
+	if ((rc = crc_of_file(w->fd, (uint64_t)end, &crc)) != 0)
+		goto fail;
+	le_put(t + 16, spool_crc32(crc, t, 16), 4);
+	wr_put(w, t, sizeof(t));
+	wr_flush(w);
+	what = "cannot sync the file";
+	if (w->err || fsync(w->fd) != 0) {
+		rc = -(w->err ? w->err : errno);
+		goto fail;
+	}
+	close(w->fd);
+	w->fd = -1;
+	if (rename(tmp, file) != 0 || fsync_parent(file) != 0) {
+		rc = -errno;
+		what = "cannot put the file in place";
+		goto fail;
+	}
+	printf("exported %" PRIu64 " events to %s\n", count, file);
+	int status = 0;
+	if (del && count) {
+		uint64_t gone = 0;
+		for (uint64_t i = 0; i < count && rc == 0; i += CHUNK) {
+			uint64_t d = 0;
+			size_t n = count - i < CHUNK ? (size_t)(count - i) : CHUNK;
+			rc = spool_ack(s, seqs + i, n, &d);
+			gone += d;
+		}
+		if (rc) {
+			fprintf(
+			    stderr,
+			    "spoolctl: export: %s is complete, but deleting the events from the "
+			    "spool failed after %" PRIu64 ": %s\n",
+			    file, gone, spool_strerror(rc));
+			status = EXIT_FAIL;
+		} else {
+			printf("deleted %" PRIu64 " exported events from the spool\n", gone);
+		}
+	}
+	free(seqs);
+	free(w);
+	spool_close(s);
+	return status;
+fail:
+	if (w->fd >= 0)
+		close(w->fd);
+	unlink(tmp);
+fail_closed:
+	fprintf(stderr, "spoolctl: export %s: %s%s%s\n", file, what, what[0] ? ": " : "",
+	        spool_strerror(rc));
+	free(seqs);
+	free(w);
+	spool_close(s);
+	return EXIT_FAIL;
+}
+
+struct reader {
+	FILE *f;
+	uint64_t off;
+	uint64_t size;
+	uint32_t crc;
+};
+
+static int rd_get(struct reader *r, void *p, size_t n)
+{
+	if (n > r->size - r->off || fread(p, 1, n, r->f) != n)
+		return -1;
+	r->crc = spool_crc32(r->crc, p, n);
+	r->off += n;
+	return 0;
+}
+
+struct xf_header {
+	uint64_t count;
+	uint32_t len;
+	int64_t created_us;
+	char host[256];
+	char path[PATH_MAX];
+};
+
+/* Reads and checks the header; NULL, or what is wrong. */
+static const char *xf_read_header(struct reader *r, struct xf_header *h)
+{
+	unsigned char b[34];
+	if (rd_get(r, b, 34) != 0)
+		return "too short for an export file header";
+	if (memcmp(b, XF_HEAD_MAGIC, 8) != 0)
+		return "not a spoolctl export file (bad magic)";
+	if (le_get(b + 8, 4) != XF_VERSION)
+		return "export format version not supported by this spoolctl";
+	h->len = (uint32_t)le_get(b + 12, 4);
+	h->count = le_get(b + 16, 8);
+	h->created_us = (int64_t)le_get(b + 24, 8);
+	size_t hl = (size_t)le_get(b + 32, 2);
+	unsigned char tmp[PATH_MAX + 2];
+	if (hl >= sizeof(h->host) || rd_get(r, tmp, hl + 2) != 0)
+		return "header truncated or damaged";
+	memcpy(h->host, tmp, hl);
+	h->host[hl] = '\0';
+	size_t pl = (size_t)le_get(tmp + hl, 2);
+	if (pl >= sizeof(h->path) || rd_get(r, tmp, pl) != 0)
+		return "header truncated or damaged";
+	memcpy(h->path, tmp, pl);
+	h->path[pl] = '\0';
+	if (h->len != r->off)
+		return "header length field does not match the header";
+	return NULL;
+}
+
+/* Reads one record into *buf (grown as needed); NULL, or what is wrong. */
+static const char *xf_read_record(struct reader *r, struct spool_buf *buf, uint64_t *seq, int *sev)
+{
+	unsigned char h[4 + XF_REC_FIXED];
+	if (rd_get(r, h, sizeof(h)) != 0)
+		return "file truncated inside a record";
+	uint64_t len = le_get(h, 4);
+	*seq = le_get(h + 4, 8);
+	*sev = h[12];
+	if (len == 0 || len > XF_MAX_EVENT || len > r->size - r->off)
+		return "record length out of range (file damaged or truncated)";
+	if (*sev > SPOOL_SEV_FATAL)
+		return "record has an invalid severity";
+	buf->len = 0;
+	if (spool_buf_reserve(buf, (size_t)len) != 0)
+		return "out of memory";
+	if (rd_get(r, buf->data, (size_t)len) != 0)
+		return "file truncated inside a record";
+	buf->len = (size_t)len;
+	return NULL;
+}
+
+static const char IMPORT_HELP[] =
+    "Usage: spoolctl [--spool DIR] import FILE\n\n"
+    "Checks all of FILE (an export: magic, version, lengths, every event a\n"
+    "msgpack map, count and CRC-32) before appending anything; then appends\n"
+    "its events in order, each with its msgpack bytes unchanged (so their\n"
+    "client_event_id and timestamp are kept, and the server drops those it\n"
+    "already has if a file is imported twice).  They get new sequence numbers\n"
+    "and enqueue times in this spool.  The spool is created if it does not exist.\n"
+    "Exit status: 0; 1 when FILE is refused (nothing imported) or appending\n"
+    "fails; 2 for a usage error.\n";
+
+/* The first pass: the whole file is sound.  NULL, or what is wrong. */
+static const char *xf_check(struct reader *r, struct xf_header *h, struct spool_buf *buf)
+{
+	const char *bad = xf_read_header(r, h);
+	if (bad)
+		return bad;
+	struct spool_buf json = {0};
+	for (uint64_t i = 0; i < h->count && !bad; i++) {
+		uint64_t seq;
+		int sev;
+		bad = xf_read_record(r, buf, &seq, &sev);
+		json.len = 0;
+		if (!bad && spool_event_to_json(buf->data, buf->len, NULL, &json) != 0)
+			bad = "a record's event is not a msgpack map";
+	}
+	spool_buf_free(&json);
+	if (bad)
+		return bad;
+	uint32_t crc = r->crc;
+	unsigned char t[20];
+	if (rd_get(r, t, sizeof(t)) != 0)
+		return "file truncated: the trailer is missing";
+	if (memcmp(t, XF_TAIL_MAGIC, 8) != 0)
+		return "trailer not found where the header's count says (file damaged)";
+	if (le_get(t + 8, 8) != h->count)
+		return "trailer count differs from the header's";
+	crc = spool_crc32(crc, t, 16);
+	if (le_get(t + 16, 4) != crc)
+		return "checksum mismatch: the file was altered or damaged";
+	if (r->off != r->size)
+		return "bytes after the trailer";
+	return NULL;
+}
+
+static int import_append(struct spool *s, struct reader *r, const struct xf_header *h,
+                         uint64_t *done)
+{
+	struct spool_input *in = calloc(CHUNK, sizeof(*in));
+	struct spool_buf *bufs = calloc(CHUNK, sizeof(*bufs));
+	int rc = in && bufs ? 0 : -ENOMEM;
+	*done = 0;
+	for (uint64_t i = 0; i < h->count && rc == 0;) {
+		size_t n = 0, bytes = 0;
+		while (i < h->count && n < CHUNK && bytes < ((size_t)16 << 20)) {
+			uint64_t seq;
+			int sev;
+			if (xf_read_record(r, &bufs[n], &seq, &sev) != NULL) {
+				rc = -EIO; /* changed since it was checked */
+				break;
+			}
+			in[n] = (struct spool_input){sev, bufs[n].data, bufs[n].len};
+			bytes += bufs[n].len;
+			n++;
+			i++;
+		}
+		if (rc == 0)
+			rc = spool_append_many(s, in, n);
+		if (rc == 0)
+			*done += n;
+	}
+	if (bufs)
+		for (size_t i = 0; i < CHUNK; i++)
+			spool_buf_free(&bufs[i]);
+	free(bufs);
+	free(in);
+	return rc;
+}
+
+static int run_import(int argc, char **argv, const char *dir)
+{
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "spoolctl: import: give exactly one FILE\n");
+		return EXIT_USAGE;
+	}
+	const char *file = argv[1];
+	struct reader r = {0};
+	struct stat st;
+	r.f = fopen(file, "rb");
+	if (!r.f || fstat(fileno(r.f), &st) != 0) {
+		fprintf(stderr, "spoolctl: import: %s: %s\n", file, strerror(errno));
+		if (r.f)
+			fclose(r.f);
+		return EXIT_FAIL;
+	}
+	r.size = (uint64_t)st.st_size;
+	struct xf_header *h = calloc(1, sizeof(*h));
+	struct spool_buf buf = {0};
+	const char *bad = h ? xf_check(&r, h, &buf) : "out of memory";
+	spool_buf_free(&buf);
+	if (bad) {
+		fprintf(stderr,
+		        "spoolctl: import: %s refused at byte %" PRIu64 ": %s; nothing imported\n",
+		        file, r.off, bad);
+		fclose(r.f);
+		free(h);
+		return EXIT_FAIL;
+	}
+	struct spool *s = open_spool(dir, true);
+	if (!s) {
+		fclose(r.f);
+		free(h);
+		return EXIT_FAIL;
+	}
+	uint64_t done = 0;
+	int rc = fseek(r.f, (long)h->len, SEEK_SET) == 0 ? 0 : -errno;
+	r.off = h->len;
+	if (rc == 0)
+		rc = import_append(s, &r, h, &done);
+	spool_close(s);
+	fclose(r.f);
+	if (rc) {
+		fprintf(stderr,
+		        "spoolctl: import: %s: appending failed after %" PRIu64 " of %" PRIu64
+		        " events: %s\n",
+		        file, done, h->count, spool_strerror(rc));
+		free(h);
+		return EXIT_FAIL;
+	}
+	char when[48];
+	fmt_time(h->created_us, when, sizeof(when));
+	printf("imported %" PRIu64 " events from %s (exported %s from %s:%s)\n", done, file, when,
+	       h->host, h->path);
+	free(h);
+	return 0;
+}
+
+/* ---- main ---- */
+
+struct command {
+	const char *name;
+	int (*run)(int argc, char **argv, const char *dir);
+	const char *help;
+};
+
+static const struct command commands[] = {
+    {"status", run_status, STATUS_HELP}, {"peek", run_peek, PEEK_HELP},
+    {"dead", run_dead, DEAD_HELP},       {"purge", run_purge, PURGE_HELP},
+    {"verify", run_verify, VERIFY_HELP}, {"compact", run_compact, COMPACT_HELP},
+    {"export", run_export, EXPORT_HELP}, {"import", run_import, IMPORT_HELP},
+};
+
 int main(int argc, char **argv)
 {
 	static const struct option top[] = {
-		{"spool", required_argument, NULL, 'S'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"spool", required_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	char dir[4096] = "";
 	int c;
 	while ((c = getopt_long(argc, argv, "+h", top, NULL)) != -1) {
 		switch (c) {
 		case 'S':
-			snprintf(dir, sizeof(dir), "%s", optarg);
+			if (snprintf(dir, sizeof(dir), "%s", optarg) >= (int)sizeof(dir)) {
+				fprintf(stderr, "spoolctl: spool path too long\n");
+				return EXIT_USAGE;
+			}
 			break;
 		case 'h':
 			usage(stdout);
 			return 0;
 		default:
 			usage(stderr);
-			return 2;
+			return EXIT_USAGE;
 		}
 	}
 	if (optind >= argc) {
 		fprintf(stderr, "spoolctl: no command given\n");
 		usage(stderr);
-		return 2;
+		return EXIT_USAGE;
 	}
-	const char *cmd = argv[optind];
-	if (strcmp(cmd, "status") != 0) {
-		fprintf(stderr, "spoolctl: unknown command '%s'\n", cmd);
+	const char *name = argv[optind];
+	const struct command *cmd = NULL;
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			cmd = &commands[i];
+	if (!cmd) {
+		fprintf(stderr, "spoolctl: unknown command '%s'\n", name);
 		usage(stderr);
-		return 2;
+		return EXIT_USAGE;
 	}
-	bool json = false;
-	for (int i = optind + 1; i < argc; i++) {
-		if (strcmp(argv[i], "--json") == 0) {
-			json = true;
-		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			printf("Usage: spoolctl [--spool DIR] status [--json]\n\n"
-			       "Shows the spool's backlog, counters and agent; --json prints one\n"
-			       "object with the keys pending, pending_bytes, oldest_age_seconds, dead,\n"
-			       "appended_total, acked_total, dead_total, evicted_total, dropped_total,\n"
-			       "agent_running, last_success, last_error (and a few more).\n");
-			return 0;
-		} else {
-			fprintf(stderr, "spoolctl: status: unknown option '%s'\n", argv[i]);
-			return 2;
-		}
+	if (wants_help(argc - optind, argv + optind)) {
+		fputs(cmd->help, stdout);
+		return 0;
 	}
-	if (!dir[0]) {
-		int rc = spool_default_dir(dir, sizeof(dir));
-		if (rc) {
-			fprintf(stderr, "spoolctl: no spool directory: %s\n", spool_strerror(rc));
-			return 2;
-		}
-	}
-	char data[4200];
-	struct stat st;
-	snprintf(data, sizeof(data), "%s/data.mdb", dir);
-	if (stat(data, &st) != 0) {
-		fprintf(stderr, "spoolctl: %s: no spool there (%s)\n", dir, strerror(errno));
-		return 1;
-	}
-	struct spool_options opt;
-	spool_options_init(&opt);
-	opt.durability = SPOOL_SYNC; /* reads only: no ring */
-	char err[512];
-	struct spool *s;
-	int rc = spool_open(dir, &opt, &s, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "spoolctl: %s\n", err);
-		return 1;
-	}
-	int status = cmd_status(s, json);
-	spool_close(s);
-	return status;
+	int rc = resolve_dir(dir, sizeof(dir));
+	if (rc)
+		return rc;
+	return cmd->run(argc - optind, argv + optind, dir);
 }

@@ -281,6 +281,82 @@ SPOOL_API int spool_agent_running(struct spool *s, long *pid);
 /* Text for a code returned by any spool_* call (SPOOL_E*, negated errno). */
 SPOOL_API const char *spool_strerror(int err);
 
+/* ---- administration (spoolctl) ---- */
+#include <stdbool.h>
+
+/* CRC-32 (zlib's polynomial) of data[0, len), continuing from crc (0 to
+ * start): the checksum of spoolctl's export files. */
+SPOOL_API uint32_t spool_crc32(uint32_t crc, const void *data, size_t len);
+
+/* Moves dead letters back into the queue, in one write transaction: the
+ * sequences in seqs[] (in any order, duplicates ignored), or every dead
+ * letter when `all` (then seqs must be NULL and n 0).  They are appended
+ * under new sequence numbers, in the order of their old ones, with their
+ * stored record (severity, enqueue time, event bytes) unchanged, and count
+ * as appended (appended_total) like any new record; dead_total, a total
+ * over the spool's life, does not go down.  Sequences not in `dead`, and
+ * dead letters whose record is corrupt, are skipped (they stay dead).
+ * *moved (may be NULL) counts the records moved.  The full policy is not
+ * applied: the operator asked for them. */
+SPOOL_API int spool_dead_retry(struct spool *s, const uint64_t *seqs, size_t n, bool all,
+			       uint64_t *moved);
+/* Deletes dead letters for good (seqs[] or `all`, as above), in one write
+ * transaction.  *purged (may be NULL) counts them. */
+SPOOL_API int spool_dead_purge(struct spool *s, const uint64_t *seqs, size_t n, bool all,
+			       uint64_t *purged);
+
+/* Problems spool_verify() finds (spool_verify_report.problems). */
+enum {
+	SPOOL_VERIFY_BAD_RECORDS = 1 << 0,   /* pending records failing checksum or msgpack check */
+	SPOOL_VERIFY_PENDING_COUNT = 1 << 1, /* severity counters do not add up to the records */
+	SPOOL_VERIFY_PENDING_BYTES = 1 << 2, /* pending_bytes differs from the records' bytes */
+	SPOOL_VERIFY_SEV_COUNTS = 1 << 3,    /* a per-severity count differs */
+	SPOOL_VERIFY_NEXT_SEQ = 1 << 4,	     /* next_seq not above every key */
+	SPOOL_VERIFY_BAD_DEAD = 1 << 5,	     /* undecodable dead letters (not repaired) */
+};
+
+struct spool_verify_report {
+	unsigned problems;	 /* SPOOL_VERIFY_* found (before any repair) */
+	uint64_t records;	 /* pending records examined */
+	uint64_t bad;		 /* of them, failing their check */
+	uint64_t first_bad_seq;	 /* the first of those */
+	uint64_t dead;		 /* dead letters examined */
+	uint64_t bad_dead;	 /* of them, undecodable */
+	uint64_t first_bad_dead; /* the first of those */
+	uint64_t pending_bytes;	 /* the records' stored bytes */
+	uint64_t sev[5];	 /* records per severity (by header) */
+	uint64_t max_seq;	 /* highest key in events and dead */
+	uint64_t stored_pending_bytes; /* the counters as stored */
+	uint64_t stored_sev[5];
+	uint64_t stored_next_seq;
+	uint64_t repaired;	 /* records moved to dead by the repair */
+	bool counters_rewritten; /* the repair rewrote the counters */
+	char text[2048];	 /* one line per problem, for people */
+};
+
+/* Checks every pending record (header checksum, one msgpack map) and every
+ * dead letter of the spool in `dir`, and the counters against the records:
+ * the pending count, pending_bytes, the per-severity counts, and next_seq
+ * above every key.  Without `repair` nothing is changed (not even the rings
+ * of dead producers, which spool_open() would move).  With `repair`, when
+ * something is wrong, one write transaction moves bad records to `dead`
+ * (status SPOOL_ECORRUPT, counted in dead_total and corrupt_total) and
+ * rewrites those counters from the records.  Returns 0 when the check ran
+ * (look at out->problems); an error, with a sentence in errbuf, when it
+ * could not. */
+SPOOL_API int spool_verify(const char *dir, bool repair, struct spool_verify_report *out,
+			   char *errbuf, size_t errlen);
+
+/* Rewrites the spool in `dir` with an LMDB compacting copy (free pages
+ * dropped), fsynced and renamed over data.mdb; the directory is fsynced and
+ * the stale lock.mdb removed.  Refused with -EBUSY (and a sentence in errbuf)
+ * while any process has the spool open (the users.lock every user holds
+ * shared; a process must not call it with the spool open itself), or while
+ * rings/ holds ring files (open the spool once to move them).  *before and
+ * *after (may be NULL) get data.mdb's size before and after. */
+SPOOL_API int spool_compact(const char *dir, uint64_t *before, uint64_t *after, char *errbuf,
+			    size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
