@@ -15,6 +15,7 @@
 #include <inttypes.h>
 #include <msgpack.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -249,6 +250,13 @@ int main(int argc, char **argv)
 	}
 	if (!rx_exe || !agent || !plugins || n == 0)
 		die("need --receiver, --agent and --plugins (or MLOG_RECEIVER, SPOOL_AGENT, SPOOL_PLUGIN_DIR)");
+	/* absolute paths: the children run elsewhere */
+	static char rx_abs[PATH_MAX], agent_abs[PATH_MAX], plugins_abs[PATH_MAX];
+	if (!realpath(rx_exe, rx_abs) || !realpath(agent, agent_abs) || !realpath(plugins, plugins_abs))
+		die("--receiver, --agent or --plugins names no file");
+	rx_exe = rx_abs;
+	agent = agent_abs;
+	plugins = plugins_abs;
 	setenv("SPOOL_PLUGIN_DIR", plugins, 1);
 
 	char tmp[512];
@@ -298,6 +306,15 @@ int main(int argc, char **argv)
 		/* the agent's own limit here: one synced delete per batch costs
 		 * about two fdatasyncs (LMDB syncs data, then meta) */
 		double sync_bound = (double)cases[i].batch / (2 * fs);
+		if (rc != 0) {
+			/* no figures from a run that did not drain the spool */
+			printf("%s{\"batch_size\":%d,\"gzip\":%s,\"exit\":%d,\"error\":\"spool-agent "
+			       "--once exited with %d\",\"events_per_sec\":null}",
+			       i ? "," : "", cases[i].batch, cases[i].gzip ? "true" : "false", rc, rc);
+			fflush(stdout);
+			failed = 1;
+			continue;
+		}
 		printf("%s{\"batch_size\":%d,\"gzip\":%s,\"exit\":%d,\"seconds\":%.3f,\"events_per_sec\":%.0f,"
 		       "\"agent_cpu_seconds\":%.3f,\"agent_cpu_seconds_per_million\":%.3f,"
 		       "\"fsync_bound_events_per_sec\":%.0f,\"ratio_to_fsync_bound\":%.3f}",
