@@ -187,6 +187,135 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 	return 0;
 }
 
+/* Whether data.mdb looks like an LMDB file whose creation was cut short: a
+ * few pages at most, starting with zeros or with an LMDB meta page.  Anything
+ * else (a foreign or damaged file) is left alone and reported. */
+static bool cut_short_creation(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) != 0 || st.st_size > 64 * 1024)
+		return false;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	unsigned char page[4096] = {0};
+	ssize_t n = read(fd, page, sizeof(page));
+	close(fd);
+	if (n < 0)
+		return false;
+	bool zero = true;
+	for (ssize_t i = 0; i < n && zero; i++)
+		zero = page[i] == 0;
+	/* the meta page: a 16-byte page header, then the magic 0xBEEFC0DE */
+	bool meta = n >= 20 && spool_get_le32(page + 16) == 0xBEEFC0DEu;
+	return zero || meta;
+}
+
+/* A new spool is only used once its data.mdb has been synced whole.  LMDB
+ * writes the first meta pages of a new file without a sync, and a power loss
+ * before the first commit's sync can leave a file that never opens again.
+ * So whoever opens a spool without the `created` mark makes the file durable
+ * (a synced commit), then makes the mark durable; nothing is appended before
+ * that.  A data.mdb that does not open while the mark is missing therefore
+ * never held an event, and is made anew.  create.lock serialises this among
+ * processes; once the mark exists, opening costs one stat(). */
+static int ensure_created(const char *dir, char *errbuf, size_t errlen)
+{
+	char mark[4400], lockp[4400], data[4400];
+	snprintf(mark, sizeof(mark), "%s/created", dir);
+	struct stat st;
+	if (stat(mark, &st) == 0)
+		return 0;
+	snprintf(lockp, sizeof(lockp), "%s/create.lock", dir);
+	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	if (lfd < 0 || fcntl(lfd, F_OFD_SETLKW, &fl) != 0) {
+		int e = errno;
+		if (lfd >= 0)
+			close(lfd);
+		spool_errf(errbuf, errlen, "%s: %s", lockp, strerror(e));
+		return -e;
+	}
+	int rc = 0;
+	MDB_env *mdb = NULL;
+	MDB_txn *txn = NULL;
+	if (stat(mark, &st) == 0)
+		goto out; /* another process finished it meanwhile */
+	snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		rc = mdb_env_create(&mdb);
+		if (!rc)
+			rc = mdb_env_set_maxdbs(mdb, 4);
+		if (!rc)
+			rc = mdb_env_open(mdb, dir, 0, 0600);
+		if (rc == MDB_INVALID && attempt == 0 && cut_short_creation(data)) {
+			/* never marked, so never used: a creation cut short */
+			mdb_env_close(mdb);
+			mdb = NULL;
+			unlink(data);
+			continue;
+		}
+		break;
+	}
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot open spool database: %s", dir, mdb_strerror(rc));
+		rc = spool_map_mdb_error(rc);
+		goto out;
+	}
+	rc = mdb_txn_begin(mdb, NULL, 0, &txn);
+	static const char *const names[] = {"events", "dead", "meta"};
+	MDB_dbi dbi = 0;
+	for (int i = 0; !rc && i < 3; i++)
+		rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &dbi);
+	if (!rc) {
+		unsigned char fmt[4];
+		spool_put_le32(fmt, SPOOL_FORMAT_VERSION);
+		MDB_val k = {sizeof(KEY_FORMAT) - 1, (void *)KEY_FORMAT}, v;
+		if (mdb_get(txn, dbi, &k, &v) == MDB_NOTFOUND) {
+			v = (MDB_val){4, fmt};
+			rc = mdb_put(txn, dbi, &k, &v, 0);
+		}
+	}
+	if (!rc) {
+		rc = mdb_txn_commit(txn);
+		txn = NULL;
+	}
+	if (!rc)
+		rc = mdb_env_sync(mdb, 1);
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot create the spool database: %s", dir,
+			   mdb_strerror(rc));
+		rc = spool_map_mdb_error(rc);
+		goto out;
+	}
+	int mfd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	static const char text[] = "master-log-spool format 1\n";
+	if (mfd < 0 || write(mfd, text, sizeof(text) - 1) != (ssize_t)(sizeof(text) - 1) ||
+	    fsync(mfd) != 0)
+		rc = -errno;
+	if (mfd >= 0)
+		close(mfd);
+	if (!rc) {
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd < 0 || fsync(dfd) != 0)
+			rc = -errno;
+		if (dfd >= 0)
+			close(dfd);
+	}
+	if (rc) {
+		unlink(mark);
+		spool_errf(errbuf, errlen, "%s: cannot mark the spool created: %s", mark,
+			   strerror(-rc));
+	}
+out:
+	if (txn)
+		mdb_txn_abort(txn);
+	if (mdb)
+		mdb_env_close(mdb);
+	close(lfd);
+	return rc;
+}
+
 static size_t map_cap_for(const struct spool_options *opt)
 {
 	if (opt->max_bytes == 0)
@@ -301,7 +430,9 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		free(env);
 		return e == EAGAIN || e == EACCES ? -EBUSY : -e;
 	}
-	int rc = env_open_mdb(env, errbuf, errlen);
+	int rc = ensure_created(dir, errbuf, errlen);
+	if (!rc)
+		rc = env_open_mdb(env, errbuf, errlen);
 	if (rc) {
 		close(env->users_fd);
 		pthread_mutex_unlock(&g_mu);
