@@ -12,6 +12,7 @@
 #include <syslog.h>
 #include <yaml.h>
 
+#include <spool/endpoint.h>
 #include <spool/spool.h>
 
 #include "config.h"
@@ -429,66 +430,8 @@ static int load_yaml(const char *path, struct agent_config *cfg, bool *set, char
 
 int config_endpoint_root(const char *url, char **root, char *err, size_t errlen)
 {
-	*root = NULL;
-	const char *sep = strstr(url, "://");
-	size_t slen = sep ? (size_t)(sep - url) : 0;
-	if (!sep || !((slen == 4 && strncasecmp(url, "http", 4) == 0) ||
-		      (slen == 5 && strncasecmp(url, "https", 5) == 0))) {
-		snprintf(err, errlen, "endpoint '%s': needs an http:// or https:// URL", url);
-		return -1;
-	}
-	const char *auth = sep + 3;
-	size_t alen = strcspn(auth, "/?#");
-	const char *host = memchr(auth, '@', alen) ? (const char *)memchr(auth, '@', alen) + 1 : auth;
-	size_t hlen = alen - (size_t)(host - auth);
-	/* host: a name, an IPv4 address or [IPv6], then an optional :port */
-	size_t i = 0;
-	if (hlen && host[0] == '[') {
-		while (i < hlen && host[i] != ']')
-			i++;
-		if (i == hlen || i == 1)
-			goto bad_host;
-		i++;
-	} else {
-		while (i < hlen && (isalnum((unsigned char)host[i]) || host[i] == '-' || host[i] == '.' ||
-				    host[i] == '_'))
-			i++;
-		if (i == 0)
-			goto bad_host;
-	}
-	if (i < hlen) {
-		if (host[i] != ':' || i + 1 == hlen)
-			goto bad_host;
-		char *end;
-		long port = strtol(host + i + 1, &end, 10);
-		if (end != host + hlen || port < 1 || port > 65535)
-			goto bad_host;
-	}
-	const char *path = auth + alen;
-	if (strpbrk(path, "?#") || strpbrk(url, " \t\r\n")) {
-		snprintf(err, errlen, "endpoint '%s': no query, fragment or spaces allowed", url);
-		return -1;
-	}
-	size_t n = strlen(url);
-	while (n > (size_t)(path - url) && url[n - 1] == '/')
-		n--;
-	static const char *suffix[] = {"/api/v1/logs/batch", "/api/v1/logs", "/api/v1"};
-	for (size_t k = 0; k < 3; k++) {
-		size_t sl = strlen(suffix[k]);
-		if (n - (size_t)(path - url) >= sl && strncmp(url + n - sl, suffix[k], sl) == 0) {
-			n -= sl;
-			break;
-		}
-	}
-	*root = strndup(url, n);
-	if (!*root) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	return 0;
-bad_host:
-	snprintf(err, errlen, "endpoint '%s': cannot parse the host", url);
-	return -1;
+	/* one rule for the agent and the client library */
+	return spool_endpoint_normalise(url, root, err, errlen) == 0 ? 0 : -1;
 }
 
 void config_redact_key(const char *key, char *buf, size_t len)

@@ -171,7 +171,9 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, buf_write);
 	uint32_t fields = 4 + (ev->title ? 1 : 0) + (ev->tags ? 1 : 0) + (ev->ttl_seconds ? 1 : 0);
-	bool meta = ev->nmetadata > 0 || !ev->no_client_block;
+	if (ev->metadata_raw_count && (!ev->metadata_raw || !ev->metadata_raw_len))
+		return -EINVAL;
+	bool meta = ev->nmetadata > 0 || ev->metadata_raw_count > 0 || !ev->no_client_block;
 	fields += meta ? 1 : 0;
 	msgpack_pack_map(&pk, fields);
 	pack_cstr(&pk, "message");
@@ -197,7 +199,7 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 	}
 	if (meta) {
 		pack_cstr(&pk, "metadata");
-		msgpack_pack_map(&pk, ev->nmetadata + (ev->no_client_block ? 0 : 1));
+		msgpack_pack_map(&pk, ev->nmetadata + ev->metadata_raw_count + (ev->no_client_block ? 0 : 1));
 		for (size_t i = 0; i < ev->nmetadata; i++) {
 			const struct spool_kv *kv = &ev->metadata[i];
 			pack_cstr(&pk, kv->key);
@@ -213,14 +215,20 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 				break;
 			}
 		}
+		if (ev->metadata_raw_count)
+			spool_buf_append(out, ev->metadata_raw, ev->metadata_raw_len);
 		if (!ev->no_client_block) {
 			char host[256], cwd[PATH_MAX];
 			pid_t me = spool_current_pid();
 			client_facts(me, host, sizeof(host), cwd, sizeof(cwd));
 			pack_cstr(&pk, "c_client");
-			msgpack_pack_map(&pk, 5);
+			msgpack_pack_map(&pk, ev->fqdn ? 6 : 5);
 			pack_cstr(&pk, "hostname");
 			pack_cstr(&pk, host);
+			if (ev->fqdn) {
+				pack_cstr(&pk, "fqdn");
+				pack_cstr(&pk, ev->fqdn);
+			}
 			pack_cstr(&pk, "pid");
 			msgpack_pack_int64(&pk, (int64_t)me);
 			pack_cstr(&pk, "process_name");

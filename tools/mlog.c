@@ -1,15 +1,21 @@
 /* mlog — log to Master Log from a shell, like logger(1): each call spools
  * one event (or one per line of standard input with `-`) and returns once it
- * is safe on disk; delivery is the agent's job. */
+ * is safe on disk; delivery is the agent's job.  With --sync each event is
+ * sent directly instead (libmlog's async_mode=false), and spooled only when
+ * the server cannot take it now.  mlog never starts the embedded sender. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <spool/event.h>
+#include <spool/mlog.h>
 #include <spool/spool.h>
 #include <spool/wake.h>
+
+enum { EXIT_NOT_LOGGED = 1, EXIT_USAGE = 2, EXIT_SPOOLED = 3 };
 
 #define MAX_TAGS 64
 #define MAX_META 64
@@ -30,13 +36,19 @@ static void usage(FILE *f)
 		"      --title TITLE    the event's title\n"
 		"      --ttl SECONDS    the server expires the event after this many seconds\n"
 		"  -m, --meta KEY=VALUE a metadata string; repeat for more (at most %d)\n"
+		"      --metadata-json JSON  metadata as a JSON object, e.g. '{\"fwhm\": 3.4}'\n"
+		"      --sync           send each event now to MASTER_LOG_ENDPOINT (with\n"
+		"                       MASTER_LOG_API_KEY) instead of spooling it; an event\n"
+		"                       the server cannot take now is spooled instead\n"
 		"      --spool DIR      spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
 		"                       /var/spool/master-log for root, else\n"
 		"                       ~/.local/state/master-log/spool)\n"
 		"  -h, --help           this text\n"
 		"\n"
-		"Exit status: 0 when every event was spooled; 1 when one was not (the\n"
-		"reason is on standard error); 2 for a usage error.\n",
+		"Exit status: 0 when every event was spooled (with --sync: accepted by the\n"
+		"server); 1 when one was not (the reason is on standard error); 2 for a\n"
+		"usage or configuration error; 3 (--sync) when the server did not take an\n"
+		"event now and it was spooled for the agent instead.\n",
 		MAX_TAGS, MAX_META);
 }
 
@@ -51,19 +63,23 @@ static int parse_ttl(const char *text, int64_t *out)
 	return 0;
 }
 
-static int log_one(struct spool *s, struct spool_event *ev, const char *msg, size_t len)
+/* 0 logged (with --sync: accepted), EXIT_SPOOLED, or EXIT_NOT_LOGGED. */
+static int log_one(struct mlog_client *c, const struct mlog_opts *o, bool sync, const char *msg, size_t len)
 {
-	struct spool_buf buf = {0};
-	ev->message = msg;
-	ev->message_len = len;
-	int rc = spool_event_encode(ev, &buf, NULL);
-	if (rc == 0)
-		rc = spool_append(s, ev->severity, buf.data, buf.len);
-	spool_buf_free(&buf);
-	if (rc) {
-		fprintf(stderr, "mlog: event not spooled: %s\n", spool_strerror(rc));
-		return 1;
+	struct mlog_result r = mlog_client_send(c, o, msg, len);
+	if (sync && r.ok && r.queued) {
+		fprintf(stderr, "mlog: %s\n", r.error);
+		return EXIT_SPOOLED;
 	}
+	if (!r.ok) {
+		if (sync && r.status_code)
+			fprintf(stderr, "mlog: event not accepted (%d): %s\n", r.status_code, r.error);
+		else
+			fprintf(stderr, "mlog: event not spooled: %s\n", r.error);
+		return EXIT_NOT_LOGGED;
+	}
+	if (sync)
+		printf("%s\n", r.event_id);
 	return 0;
 }
 
@@ -76,6 +92,8 @@ int main(int argc, char **argv)
 		{"ttl", required_argument, NULL, 'L'},
 		{"meta", required_argument, NULL, 'm'},
 		{"spool", required_argument, NULL, 'S'},
+		{"metadata-json", required_argument, NULL, 'J'},
+		{"sync", no_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -85,6 +103,8 @@ int main(int argc, char **argv)
 	struct spool_kv meta[MAX_META];
 	size_t nmeta = 0;
 	char dir[4096] = "";
+	const char *metadata_json = NULL;
+	bool sync = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "+s:t:m:h", longopts, NULL)) != -1) {
 		switch (c) {
@@ -129,6 +149,12 @@ int main(int argc, char **argv)
 		case 'S':
 			snprintf(dir, sizeof(dir), "%s", optarg);
 			break;
+		case 'J':
+			metadata_json = optarg;
+			break;
+		case 'Y':
+			sync = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -153,17 +179,31 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
-	struct spool_options opt;
-	spool_options_init(&opt);
-	/* a short-lived command: each event is committed before mlog goes on */
-	opt.durability = SPOOL_SYNC;
+	/* a short-lived command: each event is committed (sync durability)
+	 * before mlog goes on; the agent sends it, never a thread of mlog */
+	struct mlog_config cfg = {
+		.spool_dir = dir,
+		.durability = "sync",
+		.async_mode = sync ? MLOG_OFF : MLOG_ON,
+		.embedded_sender = MLOG_OFF,
+		.backpressure = MLOG_OFF,
+	};
 	char err[512];
-	struct spool *s;
-	int rc = spool_open(dir, &opt, &s, err, sizeof(err));
+	struct mlog_client *client;
+	int rc = mlog_client_new(&cfg, &client, err, sizeof(err));
 	if (rc) {
 		fprintf(stderr, "mlog: %s\n", err);
-		return 1;
+		return EXIT_USAGE;
 	}
+	struct mlog_opts o = {
+		.severity = (enum mlog_severity)(ev.severity + 1),
+		.title = ev.title,
+		.tags = ev.tags,
+		.ttl_seconds = ev.ttl_seconds,
+		.metadata_json = metadata_json,
+		.metadata = meta,
+		.nmetadata = nmeta,
+	};
 	int status = 0;
 	if (strcmp(argv[optind], "-") == 0 && optind + 1 == argc) {
 		char *line = NULL;
@@ -172,10 +212,13 @@ int main(int argc, char **argv)
 		while ((n = getline(&line, &cap, stdin)) >= 0) {
 			if (n > 0 && line[n - 1] == '\n')
 				line[--n] = '\0';
-			if (log_one(s, &ev, line, (size_t)n) != 0) {
-				status = 1;
+			int st = log_one(client, &o, sync, line, (size_t)n);
+			if (st == EXIT_NOT_LOGGED) {
+				status = st;
 				break;
 			}
+			if (st)
+				status = st;
 			spool_wake_agent(dir);
 		}
 		free(line);
@@ -185,7 +228,7 @@ int main(int argc, char **argv)
 			len += strlen(argv[i]) + 1;
 		char *msg = malloc(len + 1);
 		if (!msg) {
-			spool_close(s);
+			mlog_client_free(client);
 			fprintf(stderr, "mlog: out of memory\n");
 			return 1;
 		}
@@ -193,14 +236,10 @@ int main(int argc, char **argv)
 		size_t off = 0;
 		for (int i = optind; i < argc; i++)
 			off += (size_t)sprintf(msg + off, "%s%s", i > optind ? " " : "", argv[i]);
-		status = log_one(s, &ev, msg, off);
+		status = log_one(client, &o, sync, msg, off);
 		free(msg);
 		spool_wake_agent(dir);
 	}
-	rc = spool_close(s);
-	if (rc && status == 0) {
-		fprintf(stderr, "mlog: closing the spool: %s\n", spool_strerror(rc));
-		status = 1;
-	}
+	mlog_client_free(client);
 	return status;
 }

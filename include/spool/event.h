@@ -57,12 +57,18 @@ struct spool_event {
 	const char *client_event_id; /* NULL: a new ULID */
 	int64_t timestamp_us;	     /* 0: now */
 	bool no_client_block;	     /* true: leave out metadata.c_client */
+	/* Appended fields (the client API): */
+	const char *fqdn;	   /* c_client.fqdn; NULL: left out */
+	const void *metadata_raw;  /* metadata_raw_count msgpack key/value pairs, */
+	size_t metadata_raw_len;   /* packed back to back, added to metadata */
+	size_t metadata_raw_count; /* after the typed values */
 };
 
 /* Encodes ev as the msgpack map of docs/event-format.md, appended to *out.
  * id (may be NULL) gets the event's client_event_id.  The c_client block
- * holds hostname, pid, process_name, cwd and library_version (fqdn is left
- * to the client API, which may resolve it once without blocking a log call).
+ * holds hostname, pid, process_name, cwd and library_version, and fqdn when
+ * ev->fqdn is set (the client API resolves it once without blocking a log
+ * call).
  * Returns 0; -EINVAL for a NULL message, a severity out of range, a
  * ttl_seconds below 0, a metadata entry without a key or of an unknown type,
  * a client_event_id that is not 26 Crockford base32 characters; -ENOMEM. */

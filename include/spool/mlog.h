@@ -1,0 +1,193 @@
+/* mlog.h — the Master Log client API (libmlog; docs/client.md).
+ *
+ * Logging a line:
+ *
+ *   #include <spool/mlog.h>
+ *
+ *   mlog("Telescope array online");
+ *   mlog_warn("Seeing degraded: %.1f arcsec", fwhm);
+ *   mlog_ex(&(struct mlog_opts){ .severity = MLOG_WARN,
+ *                                .tags = (const char *[]){ "dome", "weather", NULL } },
+ *           "Dome slit wind threshold approaching");
+ *   struct mlog_result r = mlog_flush(5);
+ *   if (!r.ok)
+ *           fprintf(stderr, "Master Log flush failed: %s\n", r.error);
+ *
+ * By default (async mode) each call commits one event to the spool on local
+ * disk (see spool.h for the durability modes) and returns at once;
+ * spool-agent, or the embedded sender thread when no agent runs, sends it.
+ * With async_mode false a call POSTs its event to ROOT/api/v1/logs and
+ * returns the server's answer; an event the server cannot take now is
+ * spooled instead.
+ *
+ * Settings: what mlog_configure() (or mlog_client_new()) sets wins, then the
+ * MASTER_LOG_* environment variable, then the default.  A bad environment
+ * value is an error naming the variable; each logging call then returns it.
+ *
+ * Failures are never fatal: no call aborts, exits or prints.  Every call is
+ * thread-safe, and safe in a child after fork() (the child reopens the
+ * spool; the parent's sender thread does not run there).
+ */
+#ifndef SPOOL_MLOG_H
+#define SPOOL_MLOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <spool/event.h>
+#include <spool/spool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MLOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define MLOG_PRINTF(f, a)
+#endif
+
+/* Severities.  0 (what a designated initialiser leaves) means info. */
+enum mlog_severity {
+	MLOG_DEFAULT = 0, /* info */
+	MLOG_DEBUG = 1,
+	MLOG_INFO = 2,
+	MLOG_WARN = 3,
+	MLOG_ERROR = 4,
+	MLOG_FATAL = 5,
+};
+
+#define MLOG_EVENT_ID_MAX 80
+#define MLOG_ERROR_MAX    256
+
+/* What a call did.  Plain data: copy it, keep it, nothing to free. */
+struct mlog_result {
+	bool ok;         /* the event is safe: spooled, or accepted by the server */
+	int status_code; /* HTTP status of a direct send (async_mode false); 0 otherwise */
+	char event_id[MLOG_EVENT_ID_MAX]; /* the server's id (direct send), else the client_event_id
+	                                   */
+	bool queued;                      /* the event sits in the spool for a sender */
+	bool accepted; /* the spool or the server took the event (false: dropped or rejected) */
+	char error[MLOG_ERROR_MAX]; /* "" when ok and nothing to report */
+};
+
+/* Per-event options, all optional (zero: none / default). */
+struct mlog_opts {
+	enum mlog_severity severity;
+	const char *title;
+	const char *const *tags;         /* NULL-terminated */
+	int64_t ttl_seconds;             /* 0: none; else > 0 */
+	const char *metadata_json;       /* a JSON object as text, e.g. "{\"fwhm\": 3.4}" */
+	const struct spool_kv *metadata; /* typed values (spool/event.h) */
+	size_t nmetadata;
+};
+
+/* Tri-state switches: MLOG_UNSET takes the environment, then the default. */
+enum mlog_switch {
+	MLOG_UNSET = 0,
+	MLOG_OFF = 1,
+	MLOG_ON = 2,
+};
+
+/* In a number field, 0 means "not set".  MLOG_NONE sets it to zero (or "no
+ * limit" for max_queue_size and max_spool_bytes). */
+#define MLOG_NONE (-1)
+
+/* Settings; docs/client.md lists each with its variable and default. */
+struct mlog_config {
+	const char *api_key;             /* MASTER_LOG_API_KEY */
+	const char *endpoint;            /* MASTER_LOG_ENDPOINT: root, /api/v1 or /api/v1/logs */
+	long batch_size;                 /* MASTER_LOG_BATCH_SIZE (100) */
+	double flush_interval_seconds;   /* MASTER_LOG_FLUSH_INTERVAL_SECONDS (1.0) */
+	long max_queue_size;             /* MASTER_LOG_MAX_QUEUE_SIZE: spool events (no limit) */
+	enum mlog_switch drop_when_full; /* MASTER_LOG_DROP_WHEN_FULL (on) */
+	double queue_timeout_seconds;    /* MASTER_LOG_QUEUE_TIMEOUT_SECONDS (0.25) */
+	enum mlog_switch backpressure;   /* MASTER_LOG_BACKPRESSURE (on) */
+	double initial_send_seconds_per_log; /* MASTER_LOG_INITIAL_SEND_SECONDS_PER_LOG (0.005) */
+	double max_enqueue_sleep_seconds;    /* MASTER_LOG_MAX_ENQUEUE_SLEEP_SECONDS (0.25) */
+	double min_request_interval_seconds; /* MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS (0) */
+	enum mlog_switch async_mode;         /* MASTER_LOG_ASYNC (on) */
+	const char *spool_dir;               /* MASTER_LOG_SPOOL_DIR (spool_default_dir()) */
+	const char *durability;  /* MASTER_LOG_DURABILITY: sync, commit, buffered (commit) */
+	int64_t max_spool_bytes; /* MASTER_LOG_MAX_SPOOL_BYTES (1 GiB) */
+	enum mlog_switch
+	    embedded_sender; /* run the drain loop in-process when no agent runs (on) */
+};
+
+/* ---- the process-wide client ---- */
+
+/* Sets the settings of the process-wide client (the fields left unset come
+ * from the environment, then the defaults) and checks them.  Returns 0, or
+ * -EINVAL when a field or a MASTER_LOG_* variable is bad (the previous
+ * settings then stay; mlog_configure_ex() gives the sentence naming it).  The next
+ * logging call opens the spool with the new settings (the old sender thread
+ * is stopped first). */
+SPOOL_API int mlog_configure(const struct mlog_config *cfg);
+/* The same, with the sentence in err (may be NULL). */
+SPOOL_API int mlog_configure_ex(const struct mlog_config *cfg, char *err, size_t errlen);
+
+/* printf-style, info severity. */
+SPOOL_API struct mlog_result mlog(const char *fmt, ...) MLOG_PRINTF(1, 2);
+SPOOL_API struct mlog_result mlog_debug(const char *fmt, ...) MLOG_PRINTF(1, 2);
+SPOOL_API struct mlog_result mlog_info(const char *fmt, ...) MLOG_PRINTF(1, 2);
+SPOOL_API struct mlog_result mlog_warn(const char *fmt, ...) MLOG_PRINTF(1, 2);
+SPOOL_API struct mlog_result mlog_error(const char *fmt, ...) MLOG_PRINTF(1, 2);
+SPOOL_API struct mlog_result mlog_fatal(const char *fmt, ...) MLOG_PRINTF(1, 2);
+/* With options (opts may be NULL). */
+SPOOL_API struct mlog_result mlog_ex(const struct mlog_opts *opts, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+/* va_list forms. */
+SPOOL_API struct mlog_result mlog_v(enum mlog_severity sev, const char *fmt, va_list ap)
+    MLOG_PRINTF(2, 0);
+SPOOL_API struct mlog_result mlog_ex_v(const struct mlog_opts *opts, const char *fmt, va_list ap)
+    MLOG_PRINTF(2, 0);
+
+/* Waits until every event this process logged before the call has left
+ * the spool (acknowledged by the server through spool-agent or the embedded
+ * sender, or dead-lettered), or timeout_seconds passed (ok false; error says
+ * how many are still pending).  With no sender at all it times out. */
+SPOOL_API struct mlog_result mlog_flush(double timeout_seconds);
+
+/* Commits what is staged, flushes for a short while when the embedded
+ * sender runs (best effort), stops it and closes the spool.  Logging again
+ * afterwards starts over.  Also run at normal exit (atexit). */
+SPOOL_API void mlog_shutdown(void);
+
+/* ---- client objects (no global state) ---- */
+
+struct mlog_client;
+
+/* A client with its own settings (cfg may be NULL: environment and
+ * defaults).  0, or -EINVAL / -ENOMEM with a sentence in err. */
+SPOOL_API int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, char *err,
+                              size_t errlen);
+SPOOL_API struct mlog_result mlog_client_log(struct mlog_client *c, const struct mlog_opts *opts,
+                                             const char *fmt, ...) MLOG_PRINTF(3, 4);
+SPOOL_API struct mlog_result mlog_client_vlog(struct mlog_client *c, const struct mlog_opts *opts,
+                                              const char *fmt, va_list ap) MLOG_PRINTF(3, 0);
+SPOOL_API struct mlog_result mlog_client_debug(struct mlog_client *c, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+SPOOL_API struct mlog_result mlog_client_info(struct mlog_client *c, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+SPOOL_API struct mlog_result mlog_client_warn(struct mlog_client *c, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+SPOOL_API struct mlog_result mlog_client_error(struct mlog_client *c, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+SPOOL_API struct mlog_result mlog_client_fatal(struct mlog_client *c, const char *fmt, ...)
+    MLOG_PRINTF(2, 3);
+SPOOL_API struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_seconds);
+/* Like mlog_shutdown() for this client, then frees it.  NULL is allowed.
+ * No other call on c may run during or after it. */
+SPOOL_API void mlog_client_free(struct mlog_client *c);
+
+/* Logs a message that is already text (no format): for tools such as the
+ * mlog command, whose messages may hold '%'. */
+SPOOL_API struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opts *opts,
+                                              const char *message, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
