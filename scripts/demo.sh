@@ -2,8 +2,8 @@
 # Sets up and builds (scripts/setup.sh), then runs the main job end to end on
 # this machine: a local Master Log receiver (mlog-receiver) on a free
 # loopback port, spool-agent draining a spool into it, producers logging
-# through the spool (the mlog command, and spool-selftest's check of the queue
-# itself), an outage of the receiver while events pile up in the spool, and
+# through the spool (the mlog command, the README's C example program, and
+# spool-selftest's check of the queue itself), an outage of the receiver while events pile up in the spool, and
 # the replay once it is back.  It checks that every event arrived exactly once
 # and prints the figures.  Talks to 127.0.0.1 only.
 set -euo pipefail
@@ -57,12 +57,13 @@ MASTER_LOG_API_KEY=$KEY SPOOL_PLUGIN_DIR=$B/plugins \
   --log-level info 2>"$WORK/agent.log" &
 AGENT_PID=$!
 
-say "logging 200 events while the link is up"
+say "logging while the link is up: mlog, and the C example program of the README"
 seq 1 200 | sed 's/^/telescope status report /' | "$B/tools/mlog" --spool "$SPOOL" -t demo -t online -
 "$B/tools/mlog" --spool "$SPOOL" -s warn -t dome -t weather --title "Wind" \
   -m site=demo Dome slit wind threshold approaching
-wait_received 201
-echo "received: $(received)"
+MASTER_LOG_SPOOL_DIR=$SPOOL "$B/tests/client/mlog-example"
+wait_received 204
+echo "received: $(received) (200 lines from mlog, 1 warning, 3 from the C example program)"
 
 say "outage: the receiver stops; 500 more events pile up in the spool"
 kill "$RX_PID"; wait "$RX_PID" 2>/dev/null || true; RX_PID=""
@@ -72,7 +73,7 @@ sleep 1
 
 say "the receiver is back on the same port: the agent replays the backlog in order"
 start_receiver "$PORT"
-wait_received 701
+wait_received 704
 sleep 1
 "$B/tools/spoolctl" --spool "$SPOOL" status
 
@@ -83,7 +84,7 @@ order=ok
 grep -o 'logged during the outage [0-9]*' "$WORK/received.jsonl" | awk '{print $5}' |
   sort -n -c 2>/dev/null || order="OUT OF ORDER"
 echo "received $total events, $distinct distinct client_event_ids; outage backlog: $order"
-if [ "$total" -ne 701 ] || [ "$distinct" -ne 701 ] || [ "$order" != ok ]; then
+if [ "$total" -ne 704 ] || [ "$distinct" -ne 704 ] || [ "$order" != ok ]; then
   echo "demo: check failed"; exit 1
 fi
 echo "demo: done; the spool, the receiver's file and the logs are in $WORK"
