@@ -28,46 +28,6 @@ uint32_t spool_crc32(uint32_t crc, const void *data, size_t len)
 	return (uint32_t)c;
 }
 
-/* ---- one write transaction with the counters loaded and stored ---- */
-
-typedef int (*admin_body)(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *arg);
-
-static int admin_txn(struct spool_env *env, admin_body fn, void *arg)
-{
-	for (int attempt = 0;; attempt++) {
-		MDB_txn *txn;
-		int rc = spool_env_begin(env, false, &txn);
-		if (rc)
-			return rc;
-		struct spool_counters c;
-		rc = spool_counters_load(env, txn, &c);
-		if (!rc)
-			rc = fn(env, txn, &c, arg);
-		if (!rc)
-			rc = spool_counters_store(env, txn, &c);
-		uint64_t pending = 0;
-		if (!rc) {
-			MDB_stat st;
-			if (mdb_stat(txn, env->dbi_events, &st) == 0)
-				pending = st.ms_entries;
-			rc = mdb_txn_commit(txn);
-			if (rc)
-				spool_env_failed(env, rc);
-		} else {
-			mdb_txn_abort(txn);
-		}
-		spool_env_end(env);
-		if (rc == 0) {
-			spool_env_publish(env, &c, pending);
-			return 0;
-		}
-		if (rc == MDB_MAP_FULL && attempt < 40 && spool_env_grow(env) == 0)
-			continue;
-		/* errors of our own (negative errno, SPOOL_E*) pass through */
-		return rc > 0 || rc < -4095 ? spool_env_commit_error(env, rc) : rc;
-	}
-}
-
 static int guard(struct spool *s)
 {
 	if (!s)
@@ -249,7 +209,7 @@ static int dead_op(struct spool *s, const uint64_t *seqs, size_t n, bool all, bo
 	if (!all && !(sorted = sorted_unique(seqs, &n)))
 		return -ENOMEM;
 	struct dead_arg a = {sorted, n, all, retry, 0};
-	rc = admin_txn(s->env, dead_body, &a);
+	rc = spool_write_txn(s->env, dead_body, &a);
 	free(sorted);
 	if (done)
 		*done = rc ? 0 : a.done;
@@ -536,7 +496,7 @@ int spool_verify(const char *dir, bool repair, struct spool_verify_report *out, 
 		           spool_strerror(rc));
 	} else if (repair && (out->problems & ~(unsigned)SPOOL_VERIFY_BAD_DEAD)) {
 		struct repair_arg a = {0};
-		rc = admin_txn(env, repair_body, &a);
+		rc = spool_write_txn(env, repair_body, &a);
 		if (rc) {
 			spool_errf(errbuf, errlen, "%s: repair failed: %s", dir,
 			           spool_strerror(rc));

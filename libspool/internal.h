@@ -155,6 +155,13 @@ struct spool_wreq {
 	pthread_cond_t cv; /* the waiting thread's own */
 };
 
+/* Runs fn in one write transaction with the counters loaded before and
+ * stored after it (counts waiting in the env folded in), retrying once the
+ * map has grown; returns fn's error or the commit's, as a spool code. */
+typedef int (*spool_txn_body)(struct spool_env *env, MDB_txn *txn, struct spool_counters *c,
+			      void *arg);
+int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg);
+
 /* Appends through the group committer; rc in req->rc as well. */
 int spool_write_append(struct spool_env *env, struct spool_wreq *req);
 int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nacked,

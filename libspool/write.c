@@ -321,11 +321,7 @@ static int move_dead(struct spool_env *env, MDB_txn *txn, MDB_val *k, const MDB_
 	return rc;
 }
 
-/* Runs fn in a write transaction with the counters loaded and stored around
- * it, retrying once the map has grown. */
-typedef int (*txn_body)(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *arg);
-
-static int write_txn(struct spool_env *env, txn_body fn, void *arg)
+int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg)
 {
 	for (int attempt = 0;; attempt++) {
 		MDB_txn *txn;
@@ -372,13 +368,14 @@ struct settle_arg {
 	uint64_t settled;
 };
 
-static int settle_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
+/* Deletes the pending records among seqs[0..n), adding each to *counter;
+ * *deleted counts them.  Sequences not pending are skipped. */
+static int delete_pending(struct spool_env *env, MDB_txn *txn, struct spool_counters *c,
+			  const uint64_t *seqs, size_t n, uint64_t *counter, uint64_t *deleted)
 {
-	struct settle_arg *a = p;
-	a->settled = 0;
-	for (size_t i = 0; i < a->nacked; i++) {
+	for (size_t i = 0; i < n; i++) {
 		unsigned char kb[8];
-		spool_put_be64(kb, a->acked[i]);
+		spool_put_be64(kb, seqs[i]);
 		MDB_val k = {8, kb}, v;
 		int rc = mdb_get(txn, env->dbi_events, &k, &v);
 		if (rc == MDB_NOTFOUND)
@@ -389,14 +386,24 @@ static int settle_body(struct spool_env *env, MDB_txn *txn, struct spool_counter
 		}
 		if (rc)
 			return rc;
-		c->acked++;
-		a->settled++;
+		(*counter)++;
+		(*deleted)++;
 	}
+	return 0;
+}
+
+static int settle_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
+{
+	struct settle_arg *a = p;
+	a->settled = 0;
+	int rc = delete_pending(env, txn, c, a->acked, a->nacked, &c->acked, &a->settled);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < a->nrejected; i++) {
 		unsigned char kb[8];
 		spool_put_be64(kb, a->rejected[i].seq);
 		MDB_val k = {8, kb}, v;
-		int rc = mdb_get(txn, env->dbi_events, &k, &v);
+		rc = mdb_get(txn, env->dbi_events, &k, &v);
 		if (rc == MDB_NOTFOUND)
 			continue;
 		if (!rc) {
@@ -415,7 +422,7 @@ int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nack
 		       const struct spool_reject *rejected, size_t nrejected, uint64_t *settled)
 {
 	struct settle_arg a = {acked, nacked, rejected, nrejected, 0};
-	int rc = write_txn(env, settle_body, &a);
+	int rc = spool_write_txn(env, settle_body, &a);
 	if (settled)
 		*settled = rc ? 0 : a.settled;
 	return rc;
@@ -431,29 +438,13 @@ static int discard_body(struct spool_env *env, MDB_txn *txn, struct spool_counte
 {
 	struct discard_arg *a = p;
 	a->deleted = 0;
-	for (size_t i = 0; i < a->n; i++) {
-		unsigned char kb[8];
-		spool_put_be64(kb, a->seqs[i]);
-		MDB_val k = {8, kb}, v;
-		int rc = mdb_get(txn, env->dbi_events, &k, &v);
-		if (rc == MDB_NOTFOUND)
-			continue;
-		if (!rc) {
-			sev_dec(c, &v);
-			rc = mdb_del(txn, env->dbi_events, &k, NULL);
-		}
-		if (rc)
-			return rc;
-		c->evicted++;
-		a->deleted++;
-	}
-	return 0;
+	return delete_pending(env, txn, c, a->seqs, a->n, &c->evicted, &a->deleted);
 }
 
 int spool_write_discard(struct spool_env *env, const uint64_t *seqs, size_t n, uint64_t *deleted)
 {
 	struct discard_arg a = {seqs, n, 0};
-	int rc = write_txn(env, discard_body, &a);
+	int rc = spool_write_txn(env, discard_body, &a);
 	if (deleted)
 		*deleted = rc ? 0 : a.deleted;
 	return rc;
@@ -491,7 +482,7 @@ int spool_write_corrupt(struct spool_env *env, const uint64_t *seqs, const char 
 			size_t n)
 {
 	struct corrupt_arg a = {seqs, reasons, n};
-	return write_txn(env, corrupt_body, &a);
+	return spool_write_txn(env, corrupt_body, &a);
 }
 
 struct meta_arg {
@@ -516,13 +507,13 @@ static int meta_body(struct spool_env *env, MDB_txn *txn, struct spool_counters 
 int spool_write_meta(struct spool_env *env, const char *key, const void *val, size_t len)
 {
 	struct meta_arg a = {key, val, len, false};
-	return write_txn(env, meta_body, &a);
+	return spool_write_txn(env, meta_body, &a);
 }
 
 int spool_write_del_meta(struct spool_env *env, const char *key)
 {
 	struct meta_arg a = {key, NULL, 0, true};
-	return write_txn(env, meta_body, &a);
+	return spool_write_txn(env, meta_body, &a);
 }
 
 /* Ring marks whose ring file is gone are deleted.  Done inside the write
@@ -557,7 +548,7 @@ static int gc_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c
 
 int spool_write_gc_marks(struct spool_env *env)
 {
-	return write_txn(env, gc_body, NULL);
+	return spool_write_txn(env, gc_body, NULL);
 }
 
 int spool_read_mark(struct spool_env *env, uint64_t ring_id, uint64_t *mark)
