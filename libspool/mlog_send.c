@@ -174,7 +174,7 @@ struct mlog_sender {
 	char last_error[256]; /* under mu */
 };
 
-static void sender_log(void *ctx, int level, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void sender_log(void *ctx, int level, const char *fmt, ...)
 {
 	struct mlog_sender *snd = ctx;
 	if (level > SPOOL_TX_LOG_WARNING)

@@ -270,9 +270,13 @@ static void *flusher_main(void *arg)
 			/* disk full, I/O error: keep the entries, try again later */
 			if (st->stop)
 				break;
+			/* the backoff holds against producers' and sync callers'
+			 * wake-ups (only close cuts it short): a persistent fault must
+			 * not turn into a busy loop of reopen and retry */
 			struct timespec ts;
 			spool_deadline(&ts, backoff);
-			pthread_cond_timedwait(&st->wake, &st->mu, &ts);
+			while (!st->stop && pthread_cond_timedwait(&st->wake, &st->mu, &ts) == 0)
+				;
 			backoff = backoff * 2 > 2.0 ? 2.0 : backoff * 2;
 		} else {
 			backoff = 0.1;

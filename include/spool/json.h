@@ -9,7 +9,9 @@
  *   - bin: a base64 string; ext: null; nil: null; bool, int: as is;
  *   - float: shortest form that reads back to the same value (with ".0" when
  *     it would otherwise look like an integer); NaN and infinities: null;
- *   - map keys that are not strings: a string holding their JSON text;
+ *   - map keys that are not strings: a string holding their JSON text (in
+ *     which a key that is a map or an array becomes "null", so nested keys
+ *     cannot double the output per level);
  *   - containers nested deeper than SPOOL_JSON_MAX_DEPTH (the event map is
  *     depth 1) become null.
  * With extra->flags & SPOOL_JSON_SEQ the encoder adds

@@ -337,6 +337,35 @@ START_TEST(non_string_keys)
 }
 END_TEST
 
+/* Maps used as keys of maps used as keys...: each level would escape the
+ * text of the one within again and double it (the fuzzer's 81 bytes asked
+ * for 2 GiB).  A container key inside a key's text is written as "null". */
+START_TEST(nested_container_keys_stay_small)
+{
+	mp_begin();
+	for (int i = 0; i < 40; i++)
+		msgpack_pack_map(&pk, 1);
+	msgpack_pack_nil(&pk);
+	for (int i = 0; i < 40; i++)
+		msgpack_pack_nil(&pk);
+	char *got = enc(NULL);
+	ck_assert_msg(strlen(got) < 256, "%zu bytes of JSON for 81 bytes of msgpack", strlen(got));
+	ck_assert_str_eq(got, "{\"{\\\"null\\\":null}\":null}");
+	free(got);
+
+	/* one level is still written as its JSON text */
+	mp_begin();
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_map(&pk, 1);
+	str("k");
+	msgpack_pack_int(&pk, 1);
+	str("v");
+	got = enc(NULL);
+	ck_assert_str_eq(got, "{\"{\\\"k\\\":1}\":\"v\"}");
+	free(got);
+}
+END_TEST
+
 /* The event of docs/event-format.md, with or without metadata and c_client. */
 static void pack_event(int meta_kind)
 {
@@ -544,6 +573,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, strings_match_reference);
 	tcase_add_test(tc, deep_nesting_capped);
 	tcase_add_test(tc, non_string_keys);
+	tcase_add_test(tc, nested_container_keys_stay_small);
 	tcase_add_test(tc, spool_seq_injection);
 	tcase_add_test(tc, delivery_injection);
 	tcase_add_test(tc, malformed_input_refused);

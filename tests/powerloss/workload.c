@@ -234,7 +234,7 @@ int main(int argc, char **argv)
 	uint64_t nevents = strtoull(argv[4], NULL, 10);
 	g_rng = strtoull(argv[5], NULL, 0);
 	const char *mode = argv[1], *dir = argv[2];
-	int rc;
+	int rc = 0;
 	enum spool_durability d;
 	if (strcmp(mode, "raw-default") == 0)
 		rc = run_raw(0, dir, nevents);
