@@ -392,30 +392,41 @@ static int delete_pending(struct spool_env *env, MDB_txn *txn, struct spool_coun
 	return 0;
 }
 
+/* Moves pending record seq to `dead` with status and reason, counting it;
+ * *moved is false (and nothing is done) when seq is not pending. */
+static int dead_letter_pending(struct spool_env *env, MDB_txn *txn, struct spool_counters *c,
+			       uint64_t seq, int status, const char *reason, bool *moved)
+{
+	*moved = false;
+	unsigned char kb[8];
+	spool_put_be64(kb, seq);
+	MDB_val k = {8, kb}, v;
+	int rc = mdb_get(txn, env->dbi_events, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return 0;
+	if (!rc) {
+		sev_dec(c, &v);
+		rc = move_dead(env, txn, &k, &v, status, reason);
+	}
+	if (rc)
+		return rc;
+	c->dead++;
+	*moved = true;
+	return 0;
+}
+
 static int settle_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
 {
 	struct settle_arg *a = p;
 	a->settled = 0;
 	int rc = delete_pending(env, txn, c, a->acked, a->nacked, &c->acked, &a->settled);
-	if (rc)
-		return rc;
-	for (size_t i = 0; i < a->nrejected; i++) {
-		unsigned char kb[8];
-		spool_put_be64(kb, a->rejected[i].seq);
-		MDB_val k = {8, kb}, v;
-		rc = mdb_get(txn, env->dbi_events, &k, &v);
-		if (rc == MDB_NOTFOUND)
-			continue;
-		if (!rc) {
-			sev_dec(c, &v);
-			rc = move_dead(env, txn, &k, &v, a->rejected[i].status, a->rejected[i].reason);
-		}
-		if (rc)
-			return rc;
-		c->dead++;
-		a->settled++;
+	for (size_t i = 0; !rc && i < a->nrejected; i++) {
+		bool moved;
+		rc = dead_letter_pending(env, txn, c, a->rejected[i].seq, a->rejected[i].status,
+					 a->rejected[i].reason, &moved);
+		a->settled += moved;
 	}
-	return 0;
+	return rc;
 }
 
 int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nacked,
@@ -459,23 +470,13 @@ struct corrupt_arg {
 static int corrupt_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
 {
 	struct corrupt_arg *a = p;
-	for (size_t i = 0; i < a->n; i++) {
-		unsigned char kb[8];
-		spool_put_be64(kb, a->seqs[i]);
-		MDB_val k = {8, kb}, v;
-		int rc = mdb_get(txn, env->dbi_events, &k, &v);
-		if (rc == MDB_NOTFOUND)
-			continue;
-		if (!rc) {
-			sev_dec(c, &v);
-			rc = move_dead(env, txn, &k, &v, SPOOL_ECORRUPT, a->reasons[i]);
-		}
-		if (rc)
-			return rc;
-		c->dead++;
-		c->corrupt++;
+	int rc = 0;
+	for (size_t i = 0; !rc && i < a->n; i++) {
+		bool moved;
+		rc = dead_letter_pending(env, txn, c, a->seqs[i], SPOOL_ECORRUPT, a->reasons[i], &moved);
+		c->corrupt += moved;
 	}
-	return 0;
+	return rc;
 }
 
 int spool_write_corrupt(struct spool_env *env, const uint64_t *seqs, const char *const *reasons,
