@@ -34,29 +34,6 @@ static void teardown(void)
 /* ------------------------------------------------------------------ */
 /* ENOSPC */
 
-/* Mounts a tmpfs of `size` on dir in a private mount namespace of this
- * (Check-forked) test process.  0, or -1 with a reason printed. */
-static int private_tmpfs(const char *dir, const char *size_opt)
-{
-	if (!tu_ck_forking()) {
-		printf("SKIP: needs CK_FORK (the mount namespace must die with the test)\n");
-		return -1;
-	}
-	if (unshare(CLONE_NEWNS) != 0) {
-		printf("SKIP: unshare(CLONE_NEWNS): %s\n", strerror(errno));
-		return -1;
-	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
-		printf("SKIP: making / private: %s\n", strerror(errno));
-		return -1;
-	}
-	if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, size_opt) != 0) {
-		printf("SKIP: mount tmpfs on %s: %s\n", dir, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static void write_filler(const char *path, size_t bytes)
 {
 	int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
@@ -97,7 +74,7 @@ START_TEST(test_enospc)
 	char mnt[PATH_MAX], filler[PATH_MAX], path[PATH_MAX];
 	tu_join(mnt, sizeof(mnt), g_dir, "mnt");
 	ck_assert_int_eq(mkdir(mnt, 0700), 0);
-	if (private_tmpfs(mnt, "size=2m") != 0)
+	if (tu_private_tmpfs(mnt, "size=2m") != 0)
 		return;
 	tu_join(filler, sizeof(filler), mnt, "filler");
 	tu_join(path, sizeof(path), mnt, "spool");

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <limits.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -519,4 +521,25 @@ int tu_run_suite(Suite *s)
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+int tu_private_tmpfs(const char *dir, const char *size_opt)
+{
+	if (!tu_ck_forking()) {
+		printf("SKIP: needs CK_FORK (the mount namespace must die with the test)\n");
+		return -1;
+	}
+	if (unshare(CLONE_NEWNS) != 0) {
+		printf("SKIP: unshare(CLONE_NEWNS): %s\n", strerror(errno));
+		return -1;
+	}
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+		printf("SKIP: making / private: %s\n", strerror(errno));
+		return -1;
+	}
+	if (mount("tmpfs", dir, "tmpfs", MS_NOSUID | MS_NODEV, size_opt) != 0) {
+		printf("SKIP: mount tmpfs on %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
 }

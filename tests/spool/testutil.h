@@ -123,6 +123,12 @@ int tu_read_full(int fd, void *buf, size_t len);
  * need Check's per-test process).  Returns true if forking is on. */
 bool tu_ck_forking(void);
 
+/* Mounts a tmpfs with options size_opt ("size=2m") on dir, in a private
+ * mount namespace of this (Check-forked) test process, so the mount dies
+ * with it.  0, or -1 with "SKIP: <reason>" printed (no CK_FORK, no
+ * privilege to unshare, as in a chroot). */
+int tu_private_tmpfs(const char *dir, const char *size_opt);
+
 /* Runs `cmd` through the shell, captures up to len-1 bytes of stdout. */
 int tu_capture(const char *cmd, char *buf, size_t len);
 
