@@ -1,0 +1,5 @@
+/* placeholder: crash scenario, being written */
+int main(void)
+{
+	return 77;
+}

@@ -1,0 +1,5 @@
+/* placeholder: flaky scenario, being written */
+int main(void)
+{
+	return 77;
+}

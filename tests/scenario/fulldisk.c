@@ -1,0 +1,5 @@
+/* placeholder: fulldisk scenario, being written */
+int main(void)
+{
+	return 77;
+}
