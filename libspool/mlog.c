@@ -286,6 +286,10 @@ static void client_spool(struct mlog_client *c, const struct spool_buf *ev, int 
 		else if (rc == SPOOL_EFULL)
 			set_error(r, "spool full: no room within queue_timeout_seconds %g",
 			          c->set.queue_timeout);
+		else if (rc == SPOOL_ETOOBIG) /* max_spool_bytes below the event's size */
+			set_error(r, "event is %zu bytes encoded; the spool takes at most %llu "
+			             "bytes in all (max_spool_bytes)",
+			          ev->len, (unsigned long long)c->set.max_spool_bytes);
 		else
 			set_error(r, "event not spooled: %s", spool_strerror(rc));
 		return;
@@ -309,6 +313,42 @@ static int to_spool_severity(enum mlog_severity sev)
 	return (int)sev - 1;
 }
 
+/* An encoded event must fit the spool's record limit and, as JSON, one
+ * request of the ingest API; otherwise it could only ever be dead-lettered
+ * (413), so the call refuses it.  0, or -E2BIG with r->error set. */
+static int check_event_size(const struct spool_buf *ev, struct mlog_result *r)
+{
+	struct spool_options so;
+	spool_options_init(&so); /* the client keeps the spool's default */
+	if (ev->len > so.max_record_bytes) {
+		set_error(r,
+		          "event is %zu bytes encoded; the limit is %zu bytes per event (the spool's "
+		          "max_record_bytes: message, title, tags and metadata together)",
+		          ev->len, so.max_record_bytes);
+		return -E2BIG;
+	}
+	/* a byte of the record becomes at most 6 of JSON (\u00XX): only large
+	 * events need to be measured */
+	if (ev->len <= (MLOG_MAX_EVENT_JSON_BYTES - 64) / 6)
+		return 0;
+	struct spool_buf js = {0};
+	int rc = spool_event_to_json(ev->data, ev->len, NULL, &js);
+	size_t jl = js.len;
+	spool_buf_free(&js);
+	if (rc) {
+		set_error(r, "cannot encode the event as JSON: %s", spool_strerror(rc));
+		return rc;
+	}
+	if (jl > MLOG_MAX_EVENT_JSON_BYTES) {
+		set_error(r,
+		          "event is %zu bytes as JSON; the limit is %zu bytes "
+		          "(MLOG_MAX_EVENT_JSON_BYTES: one request of the ingest API)",
+		          jl, MLOG_MAX_EVENT_JSON_BYTES);
+		return -E2BIG;
+	}
+	return 0;
+}
+
 struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opts *opts,
                                     const char *message, size_t len)
 {
@@ -330,10 +370,19 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		          (long long)opts->ttl_seconds);
 		return r;
 	}
+	if (len > MLOG_MAX_MESSAGE_BYTES) {
+		set_error(&r, "message is %zu bytes; the limit is %zu bytes (MLOG_MAX_MESSAGE_BYTES)",
+		          len, MLOG_MAX_MESSAGE_BYTES);
+		return r;
+	}
+	size_t ntyped = opts->metadata ? opts->nmetadata : 0;
+	if (mlog_metadata_check(opts->metadata, ntyped, r.error, sizeof(r.error)) != 0)
+		return r;
 	struct spool_buf raw = {0}, ev = {0};
 	size_t nraw = 0;
-	if (opts->metadata_json && mlog_metadata_from_json(opts->metadata_json, &raw, &nraw,
-	                                                   r.error, sizeof(r.error)) != 0)
+	if (opts->metadata_json &&
+	    mlog_metadata_from_json(opts->metadata_json, opts->metadata, ntyped, &raw, &nraw,
+	                            r.error, sizeof(r.error)) != 0)
 		goto out;
 	struct spool_event e = {
 	    .message = message,
@@ -343,7 +392,7 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	    .tags = opts->tags,
 	    .ttl_seconds = opts->ttl_seconds,
 	    .metadata = opts->metadata,
-	    .nmetadata = opts->metadata ? opts->nmetadata : 0,
+	    .nmetadata = ntyped,
 	    .fqdn = mlog_fqdn(),
 	    .metadata_raw = raw.data,
 	    .metadata_raw_len = raw.len,
@@ -351,13 +400,13 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	};
 	int rc = spool_event_encode(&e, &ev, r.event_id);
 	if (rc) {
-		set_error(
-		    &r, "cannot build the event: %s",
-		    rc == -EINVAL
-		        ? "bad argument (a metadata entry without key or string, or a bad type)"
-		        : spool_strerror(rc));
+		set_error(&r, "cannot build the event: %s",
+		          rc == -EINVAL ? "bad argument" : spool_strerror(rc));
 		goto out;
 	}
+	/* the same limits whichever way the event goes */
+	if (check_event_size(&ev, &r) != 0)
+		goto out;
 	if (!c->set.async_mode) {
 		pthread_mutex_lock(&c->mu);
 		client_after_fork(c);
@@ -424,6 +473,11 @@ struct mlog_result mlog_client_vlog(struct mlog_client *c, const struct mlog_opt
 	}
 	if ((size_t)n < sizeof(small))
 		return mlog_client_send(c, opts, small, (size_t)n);
+	if ((size_t)n > MLOG_MAX_MESSAGE_BYTES) { /* refused before formatting it */
+		set_error(&r, "message is %zu bytes; the limit is %zu bytes (MLOG_MAX_MESSAGE_BYTES)",
+		          (size_t)n, MLOG_MAX_MESSAGE_BYTES);
+		return r;
+	}
 	char *big = malloc((size_t)n + 1);
 	if (!big) {
 		set_error(&r, "out of memory");

@@ -1,9 +1,12 @@
 /* mlog_event.c — what the client adds to an event: metadata given as JSON
- * text (converted to msgpack with jansson) and the fully qualified domain
- * name, resolved once per process in a detached thread so that no log call
- * waits for DNS. */
+ * text (converted to msgpack with jansson), the checks on typed metadata,
+ * and the fully qualified domain name, resolved once per process in a
+ * detached thread so that no log call waits for DNS. */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <msgpack.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -114,32 +117,217 @@ static void pack_json(msgpack_packer *pk, const json_t *j, int depth)
 	}
 }
 
-int mlog_metadata_from_json(const char *text, struct spool_buf *out, size_t *count, char *err,
-                            size_t errlen)
+/* Length of the well-formed UTF-8 sequence at p (n bytes left), 0 if none
+ * starts there (overlong forms, surrogates, above U+10FFFF). */
+static size_t utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t k = c >= 0xc2 && c <= 0xdf   ? 2
+	           : c >= 0xe0 && c <= 0xef ? 3
+	           : c >= 0xf0 && c <= 0xf4 ? 4
+	                                    : 0;
+	if (!k || n < k)
+		return 0;
+	for (size_t i = 1; i < k; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] >= 0xa0) || (c == 0xf0 && p[1] < 0x90) ||
+	    (c == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return k;
+}
+
+static bool utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_seq(p + i, n - i);
+		if (!k)
+			return false;
+		i += k;
+	}
+	return true;
+}
+
+/* Keys of metadata that senders write themselves (PROTOCOL.md): a user
+ * value there would be replaced or sent twice. */
+static const char *reserved_key(const char *k)
+{
+	if (strcmp(k, "c_client") == 0)
+		return "the client's own block";
+	if (strcmp(k, "delivery") == 0)
+		return "added by the agent (delivery_metadata)";
+	return NULL;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int mlog_metadata_check(const struct spool_kv *kv, size_t n, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct spool_kv *v = &kv[i];
+		const char *why;
+		if (!v->key) {
+			snprintf(err, errlen, "metadata[%zu]: the key is NULL", i);
+			return -EINVAL;
+		}
+		if (!utf8_ok(v->key)) {
+			snprintf(err, errlen, "metadata[%zu]: the key is not valid UTF-8", i);
+			return -EINVAL;
+		}
+		if ((why = reserved_key(v->key))) {
+			snprintf(err, errlen, "metadata[%zu]: the key '%s' is %s", i, v->key, why);
+			return -EINVAL;
+		}
+		if ((unsigned)v->type > SPOOL_KV_BOOL) {
+			snprintf(err, errlen, "metadata '%.60s': unknown type %d", v->key, (int)v->type);
+			return -EINVAL;
+		}
+		if (v->type == SPOOL_KV_STR && !v->s) {
+			snprintf(err, errlen, "metadata '%.60s': the string value is NULL", v->key);
+			return -EINVAL;
+		}
+		if (v->type == SPOOL_KV_DOUBLE && !isfinite(v->d)) {
+			snprintf(err, errlen,
+			         "metadata '%.60s': %s is not a finite number and has no JSON form",
+			         v->key, isnan(v->d) ? "NaN" : v->d > 0 ? "inf" : "-inf");
+			return -EINVAL;
+		}
+	}
+	if (n <= 16) { /* the usual few: no allocation */
+		for (size_t i = 1; i < n; i++)
+			for (size_t j = 0; j < i; j++)
+				if (strcmp(kv[i].key, kv[j].key) == 0) {
+					snprintf(err, errlen, "metadata: duplicate key '%.60s'",
+					         kv[i].key);
+					return -EINVAL;
+				}
+		return 0;
+	}
+	const char **keys = malloc(n * sizeof(*keys));
+	if (!keys) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++)
+		keys[i] = kv[i].key;
+	qsort(keys, n, sizeof(*keys), key_cmp);
+	int rc = 0;
+	for (size_t i = 1; i < n && !rc; i++)
+		if (strcmp(keys[i - 1], keys[i]) == 0) {
+			snprintf(err, errlen, "metadata: duplicate key '%.60s'", keys[i]);
+			rc = -EINVAL;
+		}
+	free(keys);
+	return rc;
+}
+
+/* Levels of nesting of j (a scalar is 0, {} or [] is 1); stops counting
+ * past limit. */
+static int json_depth(const json_t *j, int limit)
+{
+	int deepest = 0;
+	if (json_is_object(j)) {
+		const char *k;
+		json_t *v;
+		json_object_foreach((json_t *)j, k, v)
+		{
+			int d = json_depth(v, limit - 1);
+			if (d > deepest)
+				deepest = d;
+			if (deepest >= limit)
+				break;
+		}
+	} else if (json_is_array(j)) {
+		for (size_t i = 0; i < json_array_size(j) && deepest < limit; i++) {
+			int d = json_depth(json_array_get(j, i), limit - 1);
+			if (d > deepest)
+				deepest = d;
+		}
+	} else {
+		return 0;
+	}
+	return deepest + 1;
+}
+
+static const char *json_type_name(const json_t *j)
+{
+	switch (json_typeof(j)) {
+	case JSON_ARRAY:
+		return "an array";
+	case JSON_STRING:
+		return "a string";
+	case JSON_INTEGER:
+	case JSON_REAL:
+		return "a number";
+	case JSON_TRUE:
+	case JSON_FALSE:
+		return "a boolean";
+	case JSON_NULL:
+		return "null";
+	default:
+		return "an object";
+	}
+}
+
+int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size_t ntyped,
+                            struct spool_buf *out, size_t *count, char *err, size_t errlen)
 {
 	json_error_t je;
 	*count = 0;
-	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &je);
+	/* any root, so that "42" is told it is not an object; NUL allowed in
+	 * values, as in the message (msgpack and the JSON encoder carry it) */
+	json_t *j = json_loads(text, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
 	if (!j) {
 		snprintf(err, errlen, "metadata_json: not valid JSON: %s (line %d, column %d)",
 		         je.text, je.line, je.column);
 		return -EINVAL;
 	}
 	if (!json_is_object(j)) {
+		snprintf(err, errlen, "metadata_json: expected a JSON object ({...}), got %s",
+		         json_type_name(j));
 		json_decref(j);
-		snprintf(err, errlen, "metadata_json: expected a JSON object ({...})");
 		return -EINVAL;
 	}
-	if (json_object_get(j, "c_client")) {
+	const char *k;
+	json_t *v;
+	json_object_foreach(j, k, v)
+	{
+		const char *why = reserved_key(k);
+		if (why) {
+			snprintf(err, errlen, "metadata_json: the key '%s' is %s", k, why);
+			json_decref(j);
+			return -EINVAL;
+		}
+	}
+	for (size_t i = 0; i < ntyped; i++)
+		if (typed[i].key && json_object_get(j, typed[i].key)) {
+			snprintf(err, errlen,
+			         "metadata: duplicate key '%.60s' (typed and in metadata_json)",
+			         typed[i].key);
+			json_decref(j);
+			return -EINVAL;
+		}
+	/* deeper containers would reach the JSON encoder's depth cap
+	 * (SPOOL_JSON_MAX_DEPTH) and arrive as null: refuse them here */
+	int depth = json_depth(j, MLOG_METADATA_MAX_DEPTH + 1);
+	if (depth > MLOG_METADATA_MAX_DEPTH) {
+		snprintf(err, errlen,
+		         "metadata_json: nested too deep (over %d levels of objects and arrays, "
+		         "MLOG_METADATA_MAX_DEPTH)",
+		         MLOG_METADATA_MAX_DEPTH);
 		json_decref(j);
-		snprintf(err, errlen, "metadata_json: the key 'c_client' is the client's own");
 		return -EINVAL;
 	}
 	msgpack_packer pk;
 	msgpack_packer_init(&pk, out, sb_write);
 	size_t start = out->len;
-	const char *k;
-	json_t *v;
 	json_object_foreach(j, k, v)
 	{
 		msgpack_pack_str_with_body(&pk, k, strlen(k));

@@ -4,7 +4,9 @@
 
 #include <stddef.h>
 
+#include <spool/event.h>
 #include <spool/json.h>
+#include <spool/mlog.h>
 
 /* The host's canonical name once the resolver thread (started by the first
  * call) has it; NULL until then or when it does not resolve. */
@@ -12,9 +14,16 @@ const char *mlog_fqdn(void);
 
 /* Appends the members of the JSON object `text` to *out as msgpack
  * key/value pairs (*count of them): objects to maps, arrays to arrays,
- * integers to int, reals to float64, true/false/null to bool/nil.  0, or
- * -EINVAL with a sentence in err. */
-int mlog_metadata_from_json(const char *text, struct spool_buf *out, size_t *count, char *err,
-                            size_t errlen);
+ * integers to int, reals to float64, true/false/null to bool/nil.  Refuses
+ * (-EINVAL, a sentence in err) what is not a JSON object, duplicate keys,
+ * a key also among the ntyped typed values, the reserved keys c_client and
+ * delivery, and nesting deeper than MLOG_METADATA_MAX_DEPTH. */
+int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size_t ntyped,
+                            struct spool_buf *out, size_t *count, char *err, size_t errlen);
+
+/* Checks typed metadata before it is encoded: every key set, valid UTF-8,
+ * not reserved, not repeated; a known type; strings not NULL; doubles
+ * finite.  0, or -EINVAL / -ENOMEM with a sentence naming the entry. */
+int mlog_metadata_check(const struct spool_kv *kv, size_t n, char *err, size_t errlen);
 
 #endif

@@ -45,11 +45,14 @@ static void usage(FILE *f)
 		"                       ~/.local/state/master-log/spool)\n"
 		"  -h, --help           this text\n"
 		"\n"
+		"A line of standard input that is refused (a message over %zu bytes, say)\n"
+		"is named on standard error and the lines after it are still logged.\n"
+		"\n"
 		"Exit status: 0 when every event was spooled (with --sync: accepted by the\n"
 		"server); 1 when one was not (the reason is on standard error); 2 for a\n"
 		"usage or configuration error; 3 (--sync) when the server did not take an\n"
 		"event now and it was spooled for the agent instead.\n",
-		MAX_TAGS, MAX_META);
+		MAX_TAGS, MAX_META, MLOG_MAX_MESSAGE_BYTES);
 }
 
 static int parse_ttl(const char *text, int64_t *out)
@@ -63,19 +66,25 @@ static int parse_ttl(const char *text, int64_t *out)
 	return 0;
 }
 
-/* 0 logged (with --sync: accepted), EXIT_SPOOLED, or EXIT_NOT_LOGGED. */
-static int log_one(struct mlog_client *c, const struct mlog_opts *o, bool sync, const char *msg, size_t len)
+/* 0 logged (with --sync: accepted), EXIT_SPOOLED, or EXIT_NOT_LOGGED.
+ * line > 0: the event is that line of standard input (named in errors). */
+static int log_one(struct mlog_client *c, const struct mlog_opts *o, bool sync, const char *msg,
+		   size_t len, size_t line)
 {
+	char where[40] = "";
+	if (line)
+		snprintf(where, sizeof(where), "line %zu: ", line);
 	struct mlog_result r = mlog_client_send(c, o, msg, len);
 	if (sync && r.ok && r.queued) {
-		fprintf(stderr, "mlog: %s\n", r.error);
+		fprintf(stderr, "mlog: %s%s\n", where, r.error);
 		return EXIT_SPOOLED;
 	}
 	if (!r.ok) {
 		if (sync && r.status_code)
-			fprintf(stderr, "mlog: event not accepted (%d): %s\n", r.status_code, r.error);
+			fprintf(stderr, "mlog: %sevent not accepted (%d): %s\n", where, r.status_code,
+				r.error);
 		else
-			fprintf(stderr, "mlog: event not spooled: %s\n", r.error);
+			fprintf(stderr, "mlog: %sevent not logged: %s\n", where, r.error);
 		return EXIT_NOT_LOGGED;
 	}
 	if (sync)
@@ -207,17 +216,15 @@ int main(int argc, char **argv)
 	int status = 0;
 	if (strcmp(argv[optind], "-") == 0 && optind + 1 == argc) {
 		char *line = NULL;
-		size_t cap = 0;
+		size_t cap = 0, lineno = 0;
 		ssize_t n;
+		/* a line that is refused (too long, say) does not stop the ones
+		 * after it; the exit status still says that one was not logged */
 		while ((n = getline(&line, &cap, stdin)) >= 0) {
 			if (n > 0 && line[n - 1] == '\n')
 				line[--n] = '\0';
-			int st = log_one(client, &o, sync, line, (size_t)n);
-			if (st == EXIT_NOT_LOGGED) {
-				status = st;
-				break;
-			}
-			if (st)
+			int st = log_one(client, &o, sync, line, (size_t)n, ++lineno);
+			if (st && status != EXIT_NOT_LOGGED)
 				status = st;
 			spool_wake_agent(dir);
 		}
@@ -236,7 +243,7 @@ int main(int argc, char **argv)
 		size_t off = 0;
 		for (int i = optind; i < argc; i++)
 			off += (size_t)sprintf(msg + off, "%s%s", i > optind ? " " : "", argv[i]);
-		status = log_one(client, &o, sync, msg, off);
+		status = log_one(client, &o, sync, msg, off, 0);
 		free(msg);
 		spool_wake_agent(dir);
 	}

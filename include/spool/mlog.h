@@ -62,6 +62,15 @@ enum mlog_severity {
 #define MLOG_EVENT_ID_MAX 80
 #define MLOG_ERROR_MAX    256
 
+/* Limits a logging call checks (docs/client.md, "Limits"): the message
+ * text; how deep metadata_json may nest (its outer object is level 1); the
+ * event as JSON, which must fit one request of the ingest API (5 MiB,
+ * PROTOCOL.md) with room for what the sender adds.  The whole encoded event
+ * must also fit the spool's max_record_bytes (1 MiB + 64 KiB by default). */
+#define MLOG_MAX_MESSAGE_BYTES    ((size_t)1 << 20)
+#define MLOG_METADATA_MAX_DEPTH   63
+#define MLOG_MAX_EVENT_JSON_BYTES (((size_t)5 << 20) - 4096)
+
 /* What a call did.  Plain data: copy it, keep it, nothing to free. */
 struct mlog_result {
 	bool ok;         /* the event is safe: spooled, or accepted by the server */
@@ -73,7 +82,13 @@ struct mlog_result {
 	char error[MLOG_ERROR_MAX]; /* "" when ok and nothing to report */
 };
 
-/* Per-event options, all optional (zero: none / default). */
+/* Per-event options, all optional (zero: none / default).  A call refuses
+ * (ok false, error naming it) metadata_json that is not one JSON object or
+ * nests deeper than MLOG_METADATA_MAX_DEPTH; typed values with a NULL or
+ * invalid UTF-8 key, an unknown type, a NULL string or a NaN/infinite
+ * double; a key given twice (typed and JSON together); and the reserved
+ * keys c_client and delivery.  Text that is not valid UTF-8 in the message,
+ * title, tags or string values is sent with each bad byte as U+FFFD. */
 struct mlog_opts {
 	enum mlog_severity severity;
 	const char *title;
