@@ -74,6 +74,46 @@ void config_print_keys(FILE *f);
 size_t config_key_count(void);
 const char *config_key_name(size_t i);
 
+/* What a key holds, as the table says: tests sweep every key from this. */
+enum config_type {
+	CONFIG_STR,
+	CONFIG_INT,
+	CONFIG_SECONDS,
+	CONFIG_BOOL,
+	CONFIG_LIST,
+	CONFIG_HEADERS,
+};
+
+/* How a string key's value is checked after loading. */
+enum config_kind {
+	CONFIG_K_TEXT,	      /* any non-empty text */
+	CONFIG_K_URL,	      /* an endpoint (PROTOCOL.md) */
+	CONFIG_K_SECRET,      /* the API key: printable, never echoed */
+	CONFIG_K_SECRET_FILE, /* a private (0600, own user) file holding the key */
+	CONFIG_K_READ_FILE,   /* an existing, readable regular file */
+	CONFIG_K_DIR,	      /* an existing directory */
+	CONFIG_K_OUT_FILE,    /* a file to write, in an existing directory */
+	CONFIG_K_SPOOL,	      /* a directory, made when missing */
+	CONFIG_K_CHOICE,      /* one of `choices` */
+	CONFIG_K_NAMES,	      /* a list of transport names */
+};
+
+struct config_key_info {
+	const char *key;     /* "retry.initial_seconds" */
+	enum config_type type;
+	enum config_kind kind;
+	const char *def;     /* NULL: unset */
+	const char *env;     /* MASTER_LOG_* or NULL */
+	double min, max;     /* CONFIG_INT and CONFIG_SECONDS */
+	const char *choices; /* CONFIG_K_CHOICE: "a|b|c" */
+};
+
+/* 0 with *out filled, or -1 when i is out of range. */
+int config_key_info(size_t i, struct config_key_info *out);
+
+/* The longest API key accepted, in bytes. */
+#define CONFIG_KEY_MAX 1024
+
 /* "...abcd": at most the last 4 characters of the key, for logs. */
 void config_redact_key(const char *key, char *buf, size_t len);
 

@@ -1,6 +1,8 @@
 /* log.c — stderr (with a time stamp and level) or syslog. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +24,33 @@ void agent_log_close(struct agent_log *l)
 	if (l->syslog)
 		closelog();
 	l->syslog = false;
+	agent_log_set_secret(l, NULL);
+}
+
+void agent_log_set_secret(struct agent_log *l, const char *key)
+{
+	if (l->secret) {
+		explicit_bzero(l->secret, strlen(l->secret));
+		free(l->secret);
+	}
+	l->secret = key && strlen(key) >= 8 ? strdup(key) : NULL;
+}
+
+/* Copies msg to out with every copy of the secret replaced. */
+static void scrub(const char *msg, const char *secret, char *out, size_t len)
+{
+	static const char mark[] = "[api key]";
+	size_t sl = strlen(secret), n = 0;
+	while (*msg && n + 1 < len) {
+		if (strncmp(msg, secret, sl) == 0 && n + sizeof(mark) <= len) {
+			memcpy(out + n, mark, sizeof(mark) - 1);
+			n += sizeof(mark) - 1;
+			msg += sl;
+		} else {
+			out[n++] = *msg++;
+		}
+	}
+	out[n] = '\0';
 }
 
 static const char *level_name(int level)
@@ -52,6 +81,11 @@ void agent_log(void *ctx, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	char clean[sizeof(msg)];
+	if (l && l->secret && strstr(msg, l->secret)) {
+		scrub(msg, l->secret, clean, sizeof(clean));
+		memcpy(msg, clean, sizeof(msg));
+	}
 	if (l && l->syslog) {
 		syslog(level, "%s", msg);
 		return;

@@ -1,6 +1,7 @@
 /* main.c — spool-agent: the command line, the daemon loop (wake FIFO,
  * signals, SIGHUP reload) around the drain loop of drain.c. */
 #include <errno.h>
+#include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,6 +29,10 @@
 #endif
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
+
+#define TLS_OFF_WARNING                                                                            \
+	"tls.verify is false: the server's certificate and name are not checked, so anyone on the "  \
+	"path can pose as the server and read the API key and the events; set tls.verify: true"
 
 /* What one configuration brings up: the transport instances. */
 struct runtime {
@@ -101,11 +107,16 @@ static int runtime_load(struct runtime *rt, const char *path, const struct agent
 	};
 	for (size_t i = 0; i < c->ntransports; i++) {
 		struct plugin *p = &rt->plugins[i];
-		if (plugin_load(c->transports[i], dirs, 3, p, err, errlen))
+		char why[900];
+		if (plugin_load(c->transports[i], dirs, 3, p, why, sizeof(why))) {
+			snprintf(err, errlen, "%s: key 'transports': %s", path ? path : "configuration", why);
 			goto fail;
+		}
 		rt->n = i + 1;
-		if (create && plugin_create(p, &rt->txc, err, errlen))
+		if (create && plugin_create(p, &rt->txc, why, sizeof(why))) {
+			snprintf(err, errlen, "transport %s: %s", c->transports[i], why);
 			goto fail;
+		}
 		rt->links[i] = (struct drain_link){p->tx, p->state};
 	}
 	return 0;
@@ -143,6 +154,38 @@ static void describe(const struct runtime *rt, struct agent_log *log, const char
 	agent_log(log, LOG_INFO, "%s: spool %s, endpoint %s, api key %s, transports %s, batch %ld", what,
 		  rt->cfg.spool, rt->cfg.endpoint_root ? rt->cfg.endpoint_root : "(none)", key, chain,
 		  rt->cfg.batch_size);
+	if (!rt->cfg.tls_verify)
+		agent_log(log, LOG_WARNING, "%s", TLS_OFF_WARNING);
+}
+
+/* Warns about a spool that others may write: the directory and the files
+ * in it (and in rings/) should be the owner's alone (0700, 0600). */
+static void check_spool_modes(struct agent_log *log, const char *dir, int depth)
+{
+	struct stat st;
+	if (lstat(dir, &st) != 0)
+		return;
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		agent_log(log, LOG_WARNING,
+			  "spool %s %s is writable by %s (mode %04o): other users can add, change or delete "
+			  "events; chmod %s %s",
+			  depth ? "file" : "directory", dir,
+			  (st.st_mode & S_IWOTH) ? "everyone" : "its group", (unsigned)(st.st_mode & 07777),
+			  S_ISDIR(st.st_mode) ? "700" : "600", dir);
+	if (!S_ISDIR(st.st_mode) || depth > 1)
+		return;
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		char p[4200];
+		if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < (int)sizeof(p))
+			check_spool_modes(log, p, depth + 1);
+	}
+	closedir(d);
 }
 
 static bool stop_pending(void *ctx)
@@ -241,6 +284,8 @@ int main(int argc, char **argv)
 		config_redact_key(rt->cfg.api_key, key, sizeof(key));
 		printf("spool-agent: configuration OK: spool %s, endpoint %s, api key %s, %zu transport(s)\n",
 		       rt->cfg.spool, rt->cfg.endpoint_root ? rt->cfg.endpoint_root : "(none)", key, rt->n);
+		if (!rt->cfg.tls_verify)
+			fprintf(stderr, "spool-agent: warning: %s\n", TLS_OFF_WARNING);
 		runtime_free(rt);
 		free(rt);
 		return 0;
@@ -268,6 +313,8 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	agent_log_open(&log, config_log_level(rt->cfg.log_level), strcmp(rt->cfg.log_target, "syslog") == 0);
+	agent_log_set_secret(&log, rt->cfg.api_key);
+	check_spool_modes(&log, rt->cfg.spool, 0);
 
 	struct spool_options so;
 	spool_options_init(&so);
@@ -373,6 +420,7 @@ int main(int argc, char **argv)
 			rt = nrt;
 			agent_log_open(&log, config_log_level(rt->cfg.log_level),
 				       strcmp(rt->cfg.log_target, "syslog") == 0);
+			agent_log_set_secret(&log, rt->cfg.api_key);
 			describe(rt, &log, "reloaded");
 		}
 	}

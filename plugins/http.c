@@ -49,7 +49,19 @@ static size_t on_header(char *buf, size_t size, size_t nitems, void *ud)
 {
 	struct http_conn *c = ud;
 	size_t n = size * nitems;
-	static const char name[] = "retry-after:";
+	static const char name[] = "retry-after:", loc[] = "location:";
+	if (n > sizeof(loc) - 1 && strncasecmp(buf, loc, sizeof(loc) - 1) == 0) {
+		size_t off = sizeof(loc) - 1, vl = n - off;
+		while (vl && (buf[off] == ' ' || buf[off] == '\t'))
+			off++, vl--;
+		if (vl >= sizeof(c->location))
+			vl = sizeof(c->location) - 1;
+		memcpy(c->location, buf + off, vl);
+		c->location[vl] = '\0';
+		for (size_t i = 0; i < vl; i++)
+			if ((unsigned char)c->location[i] < 0x20 || c->location[i] == 0x7f)
+				c->location[i] = c->location[i] == '\r' || c->location[i] == '\n' ? '\0' : '?';
+	}
 	if (n > sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
 		char v[128];
 		size_t vl = n - (sizeof(name) - 1);
@@ -168,6 +180,19 @@ static struct curl_slist *add_header(struct curl_slist *l, const char *name, con
 	return n;
 }
 
+/* A server that echoes the key (in a 401's detail, say) must not put it
+ * into the agent's log, its meta store or a client's error text: every copy
+ * in the answer is overwritten with '*' before anyone reads it. */
+static void scrub_key(struct spool_buf *b, const char *key)
+{
+	size_t kl = key ? strlen(key) : 0;
+	if (kl < 8 || !b->data || b->len < kl)
+		return;
+	for (size_t i = 0; i + kl <= b->len; i++)
+		if (memcmp(b->data + i, key, kl) == 0)
+			memset(b->data + i, '*', kl);
+}
+
 static int post_once(struct http_conn *c, const char *body, size_t len, const char *idem,
 		     bool gz, struct http_answer *ans, char *msg, size_t msglen)
 {
@@ -201,6 +226,7 @@ static int post_once(struct http_conn *c, const char *body, size_t len, const ch
 	if (c->resp.data)
 		c->resp.data[0] = '\0';
 	c->retry_after = -1;
+	c->location[0] = '\0';
 	c->errbuf[0] = '\0';
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hl);
 	curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
@@ -215,6 +241,7 @@ static int post_once(struct http_conn *c, const char *body, size_t len, const ch
 		return 0;
 	}
 	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &ans->status);
+	scrub_key(&c->resp, cfg->api_key);
 	ans->retry_after = c->retry_after;
 	ans->body = c->resp.data ? c->resp.data : "";
 	ans->body_len = c->resp.len;
@@ -275,8 +302,9 @@ void http_classify_failure(const struct http_conn *c, const struct http_answer *
 	} else if (s >= 300 && s < 400) {
 		call->call = SPOOL_TXC_TRANSIENT;
 		snprintf(call->message, sizeof(call->message),
-			 "%s: %ld redirect not followed (the API key never follows a redirect); fix the endpoint",
-			 what, s);
+			 "%s: %ld redirect not followed (%s%.120s; the API key never follows a redirect); fix "
+			 "the endpoint",
+			 what, s, c->location[0] ? "Location: " : "no Location", c->location);
 		c->cfg->log(c->cfg->log_ctx, SPOOL_TX_LOG_ERR, "%s", call->message);
 	} else {
 		call->call = SPOOL_TXC_TRANSIENT;

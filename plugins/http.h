@@ -20,6 +20,7 @@ struct http_conn {
 	struct spool_buf gz;   /* compressed body */
 	struct spool_buf resp; /* answer body */
 	double retry_after;    /* from the last answer, < 0 if none */
+	char location[256];    /* Location of the last answer ("" if none), for messages */
 	char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -180,7 +180,12 @@ static int batch_send(void *p, const struct spool_tx_batch *b, struct spool_tx_o
 		return 0;
 	case 413:
 		call->call = SPOOL_TXC_SPLIT;
-		snprintf(call->message, sizeof(call->message), "batch of %zu events: 413 too large", n);
+		/* for a single event this becomes its dead-letter reason: say
+		 * how large it was and what the server said */
+		http_detail(&a, detail, sizeof(detail));
+		snprintf(call->message, sizeof(call->message),
+			 "batch of %zu events (%zu bytes of JSON): 413 too large%s%s", n, st->body.len,
+			 detail[0] ? ": " : "", detail);
 		return 0;
 	case 400:
 	case 422:

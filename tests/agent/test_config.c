@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backoff.h"
@@ -101,6 +102,7 @@ START_TEST(full_file)
 	FILE *f = fopen(keyfile, "w");
 	fputs("secret-from-file-ABCD\n\n", f);
 	fclose(f);
+	chmod(keyfile, 0600); /* a key file must be private */
 	char text[2048];
 	snprintf(text, sizeof(text),
 		 "# a comment\n"
@@ -123,13 +125,13 @@ START_TEST(full_file)
 		 "gzip: yes\n"
 		 "tls:\n"
 		 "  verify: false\n"
-		 "  ca_file: /etc/ca.pem\n"
+		 "  ca_file: %s\n"
 		 "max_age_seconds: 86400\n"
 		 "log:\n"
 		 "  level: warning\n"
 		 "  target: syslog\n"
 		 "plugin_dir:\n",
-		 keyfile);
+		 keyfile, keyfile);
 	struct agent_config c;
 	char err[512];
 	ck_assert_msg(load(text, &c, err, sizeof(err)) == 0, "%s", err);
@@ -147,7 +149,7 @@ START_TEST(full_file)
 	ck_assert_double_eq(c.connect_timeout, 2);
 	ck_assert(c.gzip);
 	ck_assert(!c.tls_verify);
-	ck_assert_str_eq(c.ca_file, "/etc/ca.pem");
+	ck_assert_str_eq(c.ca_file, keyfile);
 	ck_assert_double_eq(c.max_age, 86400);
 	ck_assert_str_eq(c.log_target, "syslog");
 	ck_assert_ptr_null(c.plugin_dir);
