@@ -720,6 +720,7 @@ struct tally {
 	bool control;
 	uint64_t images, clean, corrupt, open_fail, lossy, lost, required, dup, unsynced;
 	uint64_t extra, ring_imgs, rings_bad, torn;
+	uint64_t checker_crashed; /* checks that died by a signal */
 	uint64_t creation_bad; /* failed images whose crash point precedes every sync */
 	double seconds;
 };
@@ -778,12 +779,14 @@ static bool one_image(const struct run *r, const char *mode, uint64_t run_seed, 
 	if (got != (ssize_t)sizeof(v)) {
 		memset(&v, 0, sizeof(v));
 		v.corrupt = 1;
-		if (WIFSIGNALED(status))
+		if (WIFSIGNALED(status)) {
+			t->checker_crashed++;
 			snprintf(v.why, sizeof(v.why), "checker killed by signal %d",
 			         WTERMSIG(status));
-		else
+		} else {
 			snprintf(v.why, sizeof(v.why), "checker exited with %d",
 			         WEXITSTATUS(status));
+		}
 	}
 	t->images++;
 	t->unsynced += is.unsynced;
@@ -841,6 +844,12 @@ static int run_workload(const char *shim, const char *workload, const char *mode
 		setenv("SHIM_LOG", log, 1);
 		setenv("SHIM_RINGS", "1", 1);
 		setenv("LD_PRELOAD", shim, 1);
+		/* a sanitizer build: the shim comes before ASan's runtime */
+		const char *asan = getenv("ASAN_OPTIONS");
+		char opts[512];
+		snprintf(opts, sizeof(opts), "%s%sverify_asan_link_order=0", asan ? asan : "",
+			 asan && *asan ? ":" : "");
+		setenv("ASAN_OPTIONS", opts, 1);
 		execl(workload, workload, mode, spool, prom, nev, sd, (char *)NULL);
 		_exit(127);
 	}
@@ -1007,6 +1016,13 @@ int main(int argc, char **argv)
 		       name, t->images, t->clean, t->corrupt, t->open_fail, t->lossy, t->lost,
 		       t->required, t->dup, t->unsynced, t->extra, t->ring_imgs, t->rings_bad,
 		       t->torn, t->seconds);
+		/* the line tests/soak/run.sh collects; crashes: checks of an
+		 * image that died by a signal */
+		printf("FIGURES scenario=powerloss-%s%s rounds=%" PRIu64 " events=%" PRIu64
+		       " lost=%" PRIu64 " duplicates=%" PRIu64 " crashes=%" PRIu64 " corrupt=%" PRIu64
+		       " no_open=%" PRIu64 " lossy_images=%" PRIu64 "\n",
+		       t->mode, t->control ? "-control" : "", t->images, t->required, t->lost, t->dup,
+		       t->checker_crashed, t->corrupt, t->open_fail, t->lossy);
 		bool bad = t->corrupt || t->lossy;
 		if (t->creation_bad && !t->control)
 			printf("  %s: %" PRIu64 " failed images crashed before the first sync "
