@@ -161,13 +161,34 @@ static int batch_send(void *p, const struct spool_tx_batch *b, struct spool_tx_o
 		/* 207: one verdict per event.  Any other 2xx acknowledges the
 		 * whole batch whatever its body says; the ids it may list are
 		 * not needed to delete, so the body is not even parsed. */
-		json_t *j = s == 207 && a.body_len ? json_loadb(a.body, a.body_len, 0, NULL) : NULL;
-		json_t *results = j ? json_object_get(j, "results") : NULL;
-		if (json_is_array(results))
-			apply_results(results, st->map, n, out);
-		else
+		if (s != 207) {
 			accept_all(st->map, n, out, (int)s);
+			return 0;
+		}
+		/* A 207 says that not every event was taken.  Without a
+		 * readable results array nobody knows which ones were:
+		 * acknowledging them all would delete events the server never
+		 * stored.  Several events are sent again one by one, where each
+		 * gets its own answer (the server dedups those it has); a
+		 * single one is kept for a later retry. */
+		json_t *j = a.body_len ? json_loadb(a.body, a.body_len, 0, NULL) : NULL;
+		json_t *results = j ? json_object_get(j, "results") : NULL;
+		bool readable = json_is_array(results);
+		if (readable)
+			apply_results(results, st->map, n, out);
 		json_decref(j);
+		if (readable)
+			return 0;
+		snprintf(call->message, sizeof(call->message),
+			 "207 without a readable results array");
+		if (n > 1) {
+			call->call = SPOOL_TXC_ISOLATE;
+			return 0;
+		}
+		for (size_t k = 0; k < n; k++) {
+			out[st->map[k]].result = SPOOL_TX_RETRY;
+			set_reason(&out[st->map[k]], call->message);
+		}
 		return 0;
 	}
 	char detail[160];

@@ -76,6 +76,40 @@ START_TEST(batch_2xx_bad_or_empty_body_acknowledges)
 }
 END_TEST
 
+/* A 207 that cannot be read acknowledges nothing: the server said that not
+ * all were taken, and "msg 3" (a 503 inside it) was never stored.  The
+ * agent sends them again one by one: 1 and 2 are taken, msg 3 gets its
+ * 503, and the agent stops there to retry later, keeping 3, 4 and 5. */
+START_TEST(batch_207_unreadable_keeps_events)
+{
+	const char *flag = _i == 0 ? "--bad-json-2xx" : "--empty-2xx";
+	struct th_dir d;
+	struct th_rx rx;
+	th_dir_make(&d, "207bad");
+	th_rx_start(&rx, d.out, flag, "--transient-word", "msg 3", NULL);
+	th_fill(d.spool, 1, 5, 0);
+	th_config(&d, rx.url, NULL);
+	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 3);
+	ck_assert_int_eq(th_stats(d.spool).pending, 3);
+	ck_assert_int_eq(th_stats(d.spool).dead, 0);
+	th_rx_stop(&rx);
+	/* a sound server later: every event arrives, msg 3 too */
+	th_rx_start(&rx, d.out, NULL);
+	th_config(&d, rx.url, NULL);
+	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
+	long *msgs;
+	size_t got = th_read_out(d.out, &msgs, NULL);
+	bool three = false;
+	for (size_t i = 0; i < got; i++)
+		three |= msgs[i] == 3;
+	free(msgs);
+	ck_assert(three);
+	ck_assert_int_eq(th_stats(d.spool).pending, 0);
+	th_rx_stop(&rx);
+	th_dir_remove(&d);
+}
+END_TEST
+
 /* 404, 405, 501 on the batch endpoint: single sends for this server. */
 START_TEST(batch_missing_falls_back_to_single)
 {
@@ -541,6 +575,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, batch_200_accepts_and_deletes);
 	tcase_add_loop_test(tc, batch_2xx_bad_or_empty_body_acknowledges, 0, 2);
+	tcase_add_loop_test(tc, batch_207_unreadable_keeps_events, 0, 2);
 	tcase_add_loop_test(tc, batch_missing_falls_back_to_single, 0, 3);
 	tcase_add_test(tc, batch_poison_isolated);
 	tcase_add_loop_test(tc, batch_207_per_event, 0, 8);

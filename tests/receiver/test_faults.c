@@ -477,13 +477,27 @@ START_TEST(bad_json_2xx_keeps_status_breaks_body)
 	json_decref(resp_json(&r));
 	resp_free(&r);
 	ck_assert_uint_eq(out_count(&rx), 4);
+	/* /stats and /healthz are never faulted. */
+	rx_request(&rx, "GET", "/stats", NULL, 0, NULL, 0, &r);
+	ck_assert_int_eq(r.status, 200);
+	json_decref(resp_json(&r));
+	resp_free(&r);
 	ck_assert_int_eq(rx_stop(&rx), 0);
 
-	const char *empty[] = { "--empty-2xx", NULL };
+	const char *empty[] = { "--empty-2xx", "--slow-body-ms", "300", NULL };
 	rx_start(&rx, empty);
 	rx_post(&rx, SINGLE, ev, &r);
 	ck_assert_int_eq(r.status, 201);
 	ck_assert_uint_eq(r.len, 0);
+	resp_free(&r);
+	rx_request(&rx, "GET", "/healthz", NULL, 0, NULL, 0, &r);
+	ck_assert_int_eq(r.status, 200);
+	json_decref(resp_json(&r));
+	resp_free(&r);
+	rx_request(&rx, "GET", "/stats", NULL, 0, NULL, 0, &r);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_msg(r.seconds < 0.25, "/stats took %.3f s", r.seconds);
+	json_decref(resp_json(&r));
 	resp_free(&r);
 	ck_assert_uint_eq(out_count(&rx), 1);
 	ck_assert_int_eq(rx_stop(&rx), 0);

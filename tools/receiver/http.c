@@ -56,6 +56,7 @@ struct answer {
 	const char *allow;
 	bool retry_after;
 	bool drop; /* close the connection instead of answering */
+	bool api;  /* an API answer: the body faults apply (never /stats, /healthz) */
 };
 
 static void sleep_ms(long ms)
@@ -283,7 +284,7 @@ static enum MHD_Result send_answer(const struct rx_config *cfg,
 		buf_free(&a->body);
 		return MHD_NO; /* libmicrohttpd closes the connection */
 	}
-	if (a->status >= 200 && a->status < 300) {
+	if (a->api && a->status >= 200 && a->status < 300) {
 		if (cfg->empty_2xx) {
 			a->body.len = 0;
 		} else if (cfg->bad_json_2xx) {
@@ -292,7 +293,7 @@ static enum MHD_Result send_answer(const struct rx_config *cfg,
 			ctype = "text/html";
 		}
 	}
-	if (cfg->slow_body_ms > 0 && a->body.len > 0) {
+	if (a->api && cfg->slow_body_ms > 0 && a->body.len > 0) {
 		struct slow_body *s = malloc(sizeof(*s));
 		if (!s) {
 			buf_free(&a->body);
@@ -709,6 +710,7 @@ static enum MHD_Result finish_request(const struct http_ctx *ctx,
 		handle_api(ctx, r, &a, &t);
 	}
 
+	a.api = r->api;
 	t.status = a.drop ? 0 : a.status;
 	store_tally(ctx->store, &t);
 	if (cfg->verbose)
