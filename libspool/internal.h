@@ -106,6 +106,11 @@ struct spool_env {
 	/* counts to fold into the next write transaction */
 	_Atomic uint64_t add_dropped;
 	_Atomic uint64_t add_torn;
+	/* A commit that stores those counts and takes them off add_* happens
+	 * under count_mu, and bumps commit_gen there, so that spool_stats()
+	 * never sees a count both or neither committed and waiting. */
+	pthread_mutex_t count_mu;
+	uint64_t commit_gen;
 	/* eviction: no record of severity s lies below evict_hint[s] */
 	uint64_t evict_hint[SPOOL_NSEV];
 };
@@ -161,6 +166,8 @@ struct spool_wreq {
 typedef int (*spool_txn_body)(struct spool_env *env, MDB_txn *txn, struct spool_counters *c,
 			      void *arg);
 int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg);
+/* The counts waiting in env->add_* (read inside a write transaction). */
+void spool_pending_counts(struct spool_env *env, uint64_t *dropped, uint64_t *torn);
 
 /* Appends through the group committer; rc in req->rc as well. */
 int spool_write_append(struct spool_env *env, struct spool_wreq *req);

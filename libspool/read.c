@@ -179,7 +179,9 @@ void spool_batch_release(struct spool_batch *b)
 	free(b);
 }
 
-int spool_read_stats(struct spool_env *env, struct spool_stats *out)
+/* The figures of one read transaction; the counts still waiting in the
+ * environment are left out. */
+static int read_stats_once(struct spool_env *env, struct spool_stats *out)
 {
 	memset(out, 0, sizeof(*out));
 	MDB_txn *txn;
@@ -224,13 +226,38 @@ int spool_read_stats(struct spool_env *env, struct spool_stats *out)
 	out->acked_total = c.acked;
 	out->dead_total = c.dead;
 	out->evicted_total = c.evicted;
-	out->dropped_total = c.dropped + atomic_load(&env->add_dropped);
+	out->dropped_total = c.dropped;
 	out->corrupt_total = c.corrupt;
-	out->torn_total = c.torn + atomic_load(&env->add_torn);
+	out->torn_total = c.torn;
 	out->next_seq = c.next_seq;
 	atomic_store(&env->cached_pending, out->pending);
 	atomic_store(&env->cached_pending_bytes, out->pending_bytes);
 	return 0;
+}
+
+int spool_read_stats(struct spool_env *env, struct spool_stats *out)
+{
+	/* Committed counts plus those still waiting, from the same moment: a
+	 * commit that moves counts from waiting to stored bumps commit_gen, so
+	 * read again if one finished while the transaction was read. */
+	for (int attempt = 0;; attempt++) {
+		pthread_mutex_lock(&env->count_mu);
+		uint64_t gen = env->commit_gen;
+		pthread_mutex_unlock(&env->count_mu);
+		int rc = read_stats_once(env, out);
+		if (rc)
+			return rc;
+		pthread_mutex_lock(&env->count_mu);
+		bool same = gen == env->commit_gen;
+		uint64_t dropped = atomic_load(&env->add_dropped);
+		uint64_t torn = atomic_load(&env->add_torn);
+		pthread_mutex_unlock(&env->count_mu);
+		if (same || attempt >= 50) {
+			out->dropped_total += dropped;
+			out->torn_total += torn;
+			return 0;
+		}
+	}
 }
 
 int spool_read_meta(struct spool_env *env, const char *key, void *buf, size_t *len)

@@ -282,8 +282,14 @@ int spool_recover(struct spool *s, uint64_t *moved)
 		*moved = 0;
 	int dead = 0;
 	MDB_txn *txn;
-	/* clear reader slots of dead processes while at it */
-	if (spool_env_begin(s->env, true, &txn) == 0) {
+	/* Take LMDB's write mutex once (an aborted write transaction): a
+	 * writer killed after its meta page reached the disk but before it
+	 * published the new transaction id leaves a durable commit that
+	 * readers do not see until the next writer takes the mutex and adopts
+	 * it.  In sync mode nothing else may write for a long time, and the
+	 * agent would not see those records.  Clear the reader slots of dead
+	 * processes while at it. */
+	if (spool_env_begin(s->env, false, &txn) == 0) {
 		mdb_txn_abort(txn);
 		mdb_reader_check(s->env->mdb, &dead);
 		spool_env_end(s->env);
@@ -416,12 +422,20 @@ int spool_agent_lock(struct spool *s)
 		close(fd);
 		return e == EAGAIN || e == EACCES ? SPOOL_ELOCKED : -e;
 	}
+	/* The pid is for spool_agent_running() and for people; the lock is what
+	 * counts.  It is written in place at a fixed width (no truncation, so a
+	 * file that has its block keeps it), and on a full disk the lock is kept
+	 * without it: an agent must be able to start, and drain, exactly when
+	 * the disk is full. */
 	char pid[32];
-	int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
-	if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-		int e = errno;
-		close(fd);
-		return -e;
+	int n = snprintf(pid, sizeof(pid), "%-20ld\n", (long)getpid());
+	ssize_t w = pwrite(fd, pid, (size_t)n, 0);
+	if (w != n) {
+		int e = w < 0 ? errno : EIO;
+		if (e != ENOSPC && e != EDQUOT) {
+			close(fd);
+			return -e;
+		}
 	}
 	s->agent_fd = fd;
 	return 0;

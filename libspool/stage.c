@@ -259,10 +259,12 @@ static void *flusher_main(void *arg)
 				  &last_seq, NULL, NULL, false);
 		pthread_mutex_lock(&st->mu);
 		if (last_no != atomic_load(&st->committed_no)) {
-			atomic_store_explicit(&st->sh->tail, tail, memory_order_release);
-			atomic_store(&st->committed_no, last_no);
+			/* the sequence first: spool_sync() returns as soon as it sees
+			 * committed_no, without the lock, and reports last_seq */
 			if (last_seq)
 				spool_note_seq(s, last_seq);
+			atomic_store_explicit(&st->sh->tail, tail, memory_order_release);
+			atomic_store(&st->committed_no, last_no);
 		}
 		atomic_store(&st->err, rc);
 		pthread_cond_broadcast(&st->moved);
@@ -366,6 +368,16 @@ int spool_stage_create(struct spool *s, char *errbuf, size_t errlen)
 	size_t size = s->opt.ring_bytes < RING_MIN_BYTES ? RING_MIN_BYTES : s->opt.ring_bytes;
 	size = (size + 4095) & ~(size_t)4095;
 	int rc = ring_map(st, size, s->opt.durability == SPOOL_COMMIT, errbuf, errlen, s->dir);
+	/* A nearly full disk (data.mdb never shrinks, and may hold most of it
+	 * free inside): a smaller ring still gives commit durability, since
+	 * records too large for it go straight to LMDB; refuse only when not
+	 * even the smallest ring fits. */
+	while ((rc == -ENOSPC || rc == -EDQUOT) && size > RING_MIN_BYTES) {
+		size = (size / 2 + 4095) & ~(size_t)4095;
+		if (size < RING_MIN_BYTES)
+			size = RING_MIN_BYTES;
+		rc = ring_map(st, size, true, errbuf, errlen, s->dir);
+	}
 	if (rc) {
 		free(st);
 		return rc;

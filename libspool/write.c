@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -149,6 +151,66 @@ static int put_records(struct spool_env *env, MDB_txn *txn, MDB_cursor *cur,
 	return 0;
 }
 
+void spool_pending_counts(struct spool_env *env, uint64_t *dropped, uint64_t *torn)
+{
+	pthread_mutex_lock(&env->count_mu);
+	*dropped = atomic_load(&env->add_dropped);
+	*torn = atomic_load(&env->add_torn);
+	pthread_mutex_unlock(&env->count_mu);
+}
+
+/* Commits a write transaction that stored the waiting counts `dropped` and
+ * `torn`, and takes them off the waiting ones in the same critical section
+ * (a failed commit leaves them waiting). */
+static int commit_counted(struct spool_env *env, MDB_txn *txn, uint64_t dropped, uint64_t torn)
+{
+	pthread_mutex_lock(&env->count_mu);
+	int rc = mdb_txn_commit(txn);
+	if (rc == 0) {
+		atomic_fetch_sub(&env->add_dropped, dropped);
+		atomic_fetch_sub(&env->add_torn, torn);
+		env->commit_gen++;
+	}
+	pthread_mutex_unlock(&env->count_mu);
+	return rc;
+}
+
+/* Headroom for deletes.  LMDB copies every page a delete touches before it
+ * frees any, so deleting needs free pages too; if appends could take the
+ * last free page of a full disk, the agent could no longer delete what the
+ * server acknowledged and the spool would never drain.  So when the file
+ * system is nearly full, an append that would leave fewer than `keep`
+ * bytes (1/32 of the file system, 64 KiB to 1 MiB) between the free pages
+ * inside data.mdb and the free space of the disk is refused with -ENOSPC
+ * before it writes anything.  Deletes are never refused. */
+static int headroom(struct spool_env *env, MDB_txn *txn, uint64_t bytes)
+{
+	struct statvfs fs;
+	if (statvfs(env->dir, &fs) != 0)
+		return 0;
+	uint64_t keep = (uint64_t)fs.f_blocks * fs.f_frsize / 32;
+	keep = keep < (64u << 10) ? (64u << 10) : keep > (1u << 20) ? (1u << 20) : keep;
+	uint64_t disk = (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize;
+	uint64_t need = bytes + bytes / 2 + 8 * 4096;
+	if (disk >= keep + need)
+		return 0;
+	MDB_envinfo info;
+	MDB_stat st;
+	if (mdb_env_info(env->mdb, &info) != 0 || mdb_env_stat(env->mdb, &st) != 0)
+		return 0;
+	uint64_t used = 2; /* meta pages */
+	MDB_dbi dbis[] = {0, 1, env->dbi_events, env->dbi_dead, env->dbi_meta};
+	for (size_t i = 0; i < sizeof(dbis) / sizeof(dbis[0]); i++) {
+		MDB_stat ds;
+		if (mdb_stat(txn, dbis[i], &ds) != 0)
+			return 0;
+		used += ds.ms_branch_pages + ds.ms_leaf_pages + ds.ms_overflow_pages;
+	}
+	uint64_t total = (uint64_t)info.me_last_pgno + 1;
+	uint64_t inside = total > used ? (total - used) * st.ms_psize : 0;
+	return inside + disk >= keep + need ? 0 : -ENOSPC;
+}
+
 /* One write transaction for a list of append requests. */
 static void commit_list(struct spool_env *env, struct spool_wreq *list)
 {
@@ -160,8 +222,8 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 				r->rc = rc;
 			return;
 		}
-		uint64_t dropped = atomic_exchange(&env->add_dropped, 0);
-		uint64_t torn = atomic_exchange(&env->add_torn, 0);
+		uint64_t dropped, torn;
+		spool_pending_counts(env, &dropped, &torn);
 		struct spool_counters c;
 		uint64_t hints[SPOOL_NSEV];
 		memcpy(hints, env->evict_hint, sizeof(hints));
@@ -181,6 +243,13 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 		}
 		c.dropped += dropped;
 		c.torn += torn;
+		if (!rc) {
+			uint64_t all = 0;
+			for (struct spool_wreq *r = list; r; r = r->next)
+				for (size_t i = 0; i < r->n; i++)
+					all += SPOOL_REC_HDR + r->in[i].len;
+			rc = headroom(env, txn, all);
+		}
 		uint64_t pending = rc ? 0 : pending_count(env, txn);
 		for (struct spool_wreq *r = list; r && !rc; r = r->next) {
 			uint64_t bytes = 0;
@@ -201,7 +270,7 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 		if (!rc)
 			rc = spool_counters_store(env, txn, &c);
 		if (!rc) {
-			rc = mdb_txn_commit(txn);
+			rc = commit_counted(env, txn, dropped, torn);
 			if (rc)
 				spool_env_failed(env, rc);
 		} else {
@@ -213,8 +282,6 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 			spool_env_publish(env, &c, pending);
 			return;
 		}
-		atomic_fetch_add(&env->add_dropped, dropped);
-		atomic_fetch_add(&env->add_torn, torn);
 		if ((rc == MDB_MAP_FULL || rc == MDB_TXN_FULL) && attempt < 40) {
 			if (rc == MDB_MAP_FULL && spool_env_grow(env) == 0)
 				continue;
@@ -329,8 +396,8 @@ int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg)
 		if (rc)
 			return rc;
 		struct spool_counters c;
-		uint64_t dropped = atomic_exchange(&env->add_dropped, 0);
-		uint64_t torn = atomic_exchange(&env->add_torn, 0);
+		uint64_t dropped, torn;
+		spool_pending_counts(env, &dropped, &torn);
 		rc = spool_counters_load(env, txn, &c);
 		c.dropped += dropped;
 		c.torn += torn;
@@ -341,7 +408,7 @@ int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg)
 		uint64_t pending = 0;
 		if (!rc) {
 			pending = pending_count(env, txn);
-			rc = mdb_txn_commit(txn);
+			rc = commit_counted(env, txn, dropped, torn);
 			if (rc)
 				spool_env_failed(env, rc);
 		} else {
@@ -352,8 +419,6 @@ int spool_write_txn(struct spool_env *env, spool_txn_body fn, void *arg)
 			spool_env_publish(env, &c, pending);
 			return 0;
 		}
-		atomic_fetch_add(&env->add_dropped, dropped);
-		atomic_fetch_add(&env->add_torn, torn);
 		if (rc == MDB_MAP_FULL && attempt < 40 && spool_env_grow(env) == 0)
 			continue;
 		return rc > 0 || rc < -4095 ? spool_env_commit_error(env, rc) : rc;
@@ -436,6 +501,23 @@ int spool_write_settle(struct spool_env *env, const uint64_t *acked, size_t nack
 	int rc = spool_write_txn(env, settle_body, &a);
 	if (settled)
 		*settled = rc ? 0 : a.settled;
+	size_t total = nacked + nrejected;
+	if (rc != -ENOSPC || total < 2)
+		return rc;
+	/* A full disk.  LMDB copies every page a delete touches before it
+	 * frees any, so deleting a batch can need more new pages than the
+	 * free list holds, and the file cannot grow.  Halves need fewer, and
+	 * each one that commits frees pages for the next: split, in order,
+	 * down to one record.  Records settled before a failure stay settled
+	 * (sequences no longer pending are skipped when the caller retries). */
+	size_t k = total / 2, ka = k < nacked ? k : nacked, kr = k - ka;
+	uint64_t s1 = 0, s2 = 0;
+	rc = spool_write_settle(env, acked, ka, rejected, kr, &s1);
+	if (rc == 0)
+		rc = spool_write_settle(env, acked + ka, nacked - ka, rejected + kr, nrejected - kr,
+					&s2);
+	if (settled)
+		*settled = s1 + s2;
 	return rc;
 }
 
@@ -552,11 +634,20 @@ int spool_write_gc_marks(struct spool_env *env)
 	return spool_write_txn(env, gc_body, NULL);
 }
 
+/* Reads the mark in a write transaction, which is aborted.  A read
+ * transaction is not enough: a writer killed after its meta page reached the
+ * disk but before it published the new transaction id in the lock file leaves
+ * a commit that is durable yet invisible to readers, until the next writer
+ * takes the (robust) write mutex and repairs the id.  Recovery would read the
+ * old mark and then, in its own write transaction, append on top of the new
+ * state the entries that commit already moved: duplicates.  Taking the write
+ * mutex first repairs the id, so the mark read here is the latest one, and
+ * the ring's lock keeps it so until the transfer. */
 int spool_read_mark(struct spool_env *env, uint64_t ring_id, uint64_t *mark)
 {
 	*mark = 0;
 	MDB_txn *txn;
-	int rc = spool_env_begin(env, true, &txn);
+	int rc = spool_env_begin(env, false, &txn);
 	if (rc)
 		return rc;
 	char key[64];
