@@ -35,6 +35,7 @@ static void *serve(void *arg)
 		char buf[1 << 16];
 		size_t n = 0;
 		char *end = NULL;
+		buf[0] = '\0'; /* strstr before the first read */
 		while (n < sizeof(buf) - 1 && !(end = strstr(buf, "\r\n\r\n"))) {
 			ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
 			if (r <= 0)

@@ -47,6 +47,7 @@ static void tiny_answer(struct tiny *s, int c)
 	char buf[1 << 16];
 	size_t n = 0;
 	char *end = NULL;
+	buf[0] = '\0'; /* strstr before the first read */
 	while (n < sizeof(buf) - 1 && !(end = strstr(buf, "\r\n\r\n"))) {
 		ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
 		if (r <= 0)

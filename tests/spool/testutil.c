@@ -533,7 +533,7 @@ int tu_private_tmpfs(const char *dir, const char *size_opt)
 		printf("SKIP: unshare(CLONE_NEWNS): %s\n", strerror(errno));
 		return -1;
 	}
-	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) {
+	if (mount("none", "/", "none", MS_REC | MS_PRIVATE, NULL) != 0) {
 		printf("SKIP: making / private: %s\n", strerror(errno));
 		return -1;
 	}

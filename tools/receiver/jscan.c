@@ -543,7 +543,7 @@ static bool scan_event(struct scan *s, struct jscan_result *res,
 		ev->line_off = s->out->len;
 	}
 	struct jfield v;
-	bool ok = scan_value(s, &v, *s->p == '{' ? ev : NULL);
+	bool ok = scan_value(s, &v, s->p < s->end && *s->p == '{' ? ev : NULL);
 	ev->type = v.type;
 	ev->raw_len = (size_t)(s->p - s->start) - ev->raw_off;
 	if (keep_line) {
