@@ -25,14 +25,47 @@ static const char KEY_COUNTERS[] = "spool.counters";
 static const char KEY_FORMAT[] = "spool.format";
 #define NCOUNTERS 16
 
+/* Held shared by the flusher threads while they move records into LMDB, and
+ * exclusively around fork(): a child never starts while one of the
+ * library's own threads is inside LMDB or the allocator (an allocator
+ * whose locks are not fork-aware, such as AddressSanitizer's, would leave
+ * the child waiting for ever).  Writers are preferred, so a busy flusher
+ * cannot hold fork() off for more than one transfer. */
+static pthread_rwlock_t g_fork_rw;
+/* What a child inherited and must never touch, kept reachable so leak
+ * checkers do not count the parent's handles as lost. */
+static struct spool_env *g_old_envs;
+static struct spool *g_old_handles;
+
+static void fork_rw_init(void)
+{
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&g_fork_rw, &ra);
+	pthread_rwlockattr_destroy(&ra);
+}
+
+void spool_fork_guard_enter(void)
+{
+	pthread_rwlock_rdlock(&g_fork_rw);
+}
+
+void spool_fork_guard_leave(void)
+{
+	pthread_rwlock_unlock(&g_fork_rw);
+}
+
 static void atfork_prepare(void)
 {
+	pthread_rwlock_wrlock(&g_fork_rw);
 	pthread_mutex_lock(&g_mu);
 }
 
 static void atfork_parent(void)
 {
 	pthread_mutex_unlock(&g_mu);
+	pthread_rwlock_unlock(&g_fork_rw);
 }
 
 /* In the child: the handles and environments belong to the parent.  Drop
@@ -54,14 +87,32 @@ static void atfork_child(void)
 			e->users_fd = -1;
 		}
 	}
+	if (g_handles) {
+		struct spool *last = g_handles;
+		while (last->next_handle)
+			last = last->next_handle;
+		last->next_handle = g_old_handles;
+		g_old_handles = g_handles;
+	}
+	if (g_envs) {
+		struct spool_env *last = g_envs;
+		while (last->next)
+			last = last->next;
+		last->next = g_old_envs;
+		g_old_envs = g_envs;
+	}
 	g_handles = NULL;
 	g_envs = NULL;
 	atomic_store(&g_pid, getpid());
 	pthread_mutex_unlock(&g_mu);
+	/* not unlocked: glibc knows the write owner by thread id, which
+	 * changed in the child; this thread is the child's only one */
+	fork_rw_init();
 }
 
 static void init_once(void)
 {
+	fork_rw_init();
 	atomic_store(&g_pid, getpid());
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }

@@ -222,6 +222,9 @@ bool spool_forked(const struct spool *s);
  * their commits in any order). */
 void spool_note_seq(struct spool *s, uint64_t seq);
 pid_t spool_current_pid(void); /* getpid(), cached and renewed at fork */
+/* Around the library's own threads' work in LMDB: fork() waits for it. */
+void spool_fork_guard_enter(void);
+void spool_fork_guard_leave(void);
 void spool_handle_register(struct spool *s);
 void spool_handle_unregister(struct spool *s);
 /* Enforce the full policy for the staged modes before accepting records. */

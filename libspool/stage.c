@@ -254,9 +254,11 @@ static void *flusher_main(void *arg)
 		uint64_t tail = atomic_load(&st->sh->tail);
 		uint64_t head = atomic_load_explicit(&st->sh->head, memory_order_acquire);
 		uint64_t last_no = atomic_load(&st->committed_no), last_seq = 0;
+		spool_fork_guard_enter();
 		int rc = transfer(s->env, &s->lim_staged, st->data, st->size,
 				  st->fd >= 0 ? st->ring_id : 0, &tail, head, 0, &last_no, NULL,
 				  &last_seq, NULL, NULL, false);
+		spool_fork_guard_leave();
 		pthread_mutex_lock(&st->mu);
 		if (last_no != atomic_load(&st->committed_no)) {
 			/* the sequence first: spool_sync() returns as soon as it sees
