@@ -111,6 +111,7 @@ struct spool_env {
 	 * never sees a count both or neither committed and waiting. */
 	pthread_mutex_t count_mu;
 	uint64_t commit_gen;
+	_Atomic uint64_t reserved_to; /* data.mdb blocks reserved up to here (fallocate) */
 	/* eviction: no record of severity s lies below evict_hint[s] */
 	uint64_t evict_hint[SPOOL_NSEV];
 };

@@ -2,6 +2,7 @@
  * committer shared by the threads of a process), settles (ack and dead
  * letters), corrupt records, meta values and ring marks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +160,39 @@ void spool_pending_counts(struct spool_env *env, uint64_t *dropped, uint64_t *to
 	pthread_mutex_unlock(&env->count_mu);
 }
 
+/* Room for deletes on a full disk.  LMDB copies each page a delete touches
+ * before it frees any, so when data.mdb has no free page left, deleting
+ * needs new pages at the end of the file; on a disk another program filled
+ * that is impossible, and the agent could never remove what the server
+ * acknowledged.  So the blocks of the next 1 MiB (1/32 of a small file
+ * system) past the end of the file are reserved (fallocate, size unchanged)
+ * whenever the file comes within 64 KiB of the last reservation's end:
+ * LMDB's page writes past the end land in them.  A reservation that fails (the disk is full already) is
+ * tried again after the next commit. */
+#define RESERVE_BYTES (1u << 20)
+
+static void reserve_tail(struct spool_env *env)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int fd;
+	if (mdb_env_info(env->mdb, &info) != 0 || mdb_env_stat(env->mdb, &st) != 0)
+		return;
+	uint64_t end = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if (end + (64u << 10) <= atomic_load(&env->reserved_to))
+		return;
+	if (mdb_env_get_fd(env->mdb, &fd) != 0)
+		return;
+	/* on a small file system, 1/32 of it (at least 64 KiB) */
+	uint64_t want = RESERVE_BYTES;
+	struct statvfs fs;
+	if (fstatvfs(fd, &fs) == 0 && (uint64_t)fs.f_blocks * fs.f_frsize / 32 < want)
+		want = (uint64_t)fs.f_blocks * fs.f_frsize / 32;
+	want = want < (64u << 10) ? (64u << 10) : want;
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)end, (off_t)want) == 0)
+		atomic_store(&env->reserved_to, end + want);
+}
+
 /* Commits a write transaction that stored the waiting counts `dropped` and
  * `torn`, and takes them off the waiting ones in the same critical section
  * (a failed commit leaves them waiting). */
@@ -172,6 +206,8 @@ static int commit_counted(struct spool_env *env, MDB_txn *txn, uint64_t dropped,
 		env->commit_gen++;
 	}
 	pthread_mutex_unlock(&env->count_mu);
+	if (rc == 0)
+		reserve_tail(env);
 	return rc;
 }
 
