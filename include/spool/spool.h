@@ -227,7 +227,12 @@ struct spool_reject {
 /* In one write transaction: deletes exactly the pending records in acked[]
  * and moves those in rejected[] to `dead`.  Sequences that are not pending
  * (already acked, evicted, never existed) are skipped.  *settled (may be NULL)
- * counts the records actually deleted or moved. */
+ * counts the records actually deleted or moved.  Exception: when the
+ * transaction fails with -ENOSPC (a full disk, where deleting needs new
+ * pages too), the lists are split in halves, in order, down to single
+ * records, and each part that fits is committed on its own; the call then
+ * returns -ENOSPC if any part failed, with *settled counting the parts
+ * that were applied.  Calling again with the same lists finishes the job. */
 SPOOL_API int spool_settle(struct spool *s, const uint64_t *acked, size_t nacked,
 			   const struct spool_reject *rejected, size_t nrejected, uint64_t *settled);
 /* Shorthands for spool_settle(). */

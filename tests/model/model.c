@@ -394,6 +394,8 @@ static void adopt(struct model *m, const struct tu_rec *r)
 	s->head++;
 	e->state = EV_PENDING;
 	e->seq = r->seq;
+	if (e->seq0 == 0)
+		e->seq0 = r->seq;
 	if (e->enq_us == 0)
 		e->enq_us = r->enqueue_us;
 	compare_record(m, r, n, false);

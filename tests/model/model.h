@@ -42,6 +42,7 @@ struct mev {
 	uint32_t len;   /* payload bytes */
 	uint64_t group; /* n of the first event of its append_many call, 0 for single */
 	uint64_t seq;   /* while pending or dead */
+	uint64_t seq0;  /* its first sequence, as its producer committed it (a retry moves seq) */
 	int64_t enq_us; /* enqueue time as first seen; must never change */
 	int dead_status;
 	uint32_t reason_pad; /* dead reason is rebuilt from (n, status, reason_pad) */

@@ -370,6 +370,49 @@ static void apply_acks(struct model *m, const uint64_t *ns, size_t k, uint64_t *
 	}
 }
 
+/* One entry of a settle request as the spool sees it: the acked list first,
+ * then the rejected one.  n is 0 for a sequence that is not pending. */
+struct settle_item {
+	uint64_t n;
+	bool reject;
+	int status;
+	uint32_t rpad;
+};
+
+/* Applies a settle request to the model.  A settle that failed with -ENOSPC
+ * may still have committed part of it: the spool splits the combined list
+ * (acks, then rejects) in halves, in order, and stops at the first part that
+ * does not fit, so what it applied is a prefix of the list.  That prefix is
+ * rebuilt here from *settled (entries that are not pending, or were settled
+ * earlier in the list, count nothing); model_check() then compares every
+ * record, so a spool that applied anything else fails there.  Any other
+ * outcome must have applied all (rc 0) or nothing. */
+static void apply_settle(struct model *m, const struct settle_item *it, size_t k, int rc,
+                         uint64_t settled, const char *what)
+{
+	uint64_t applied = 0;
+	MCHECK(m, rc == 0 || rc == -ENOSPC || settled == 0,
+	       "%s = %d (%s) but reports %" PRIu64 " settled", what, rc, spool_strerror(rc),
+	       settled);
+	for (size_t i = 0; i < k && (rc == 0 || applied < settled); i++) {
+		if (it[i].n == 0 || model_ev(m, it[i].n)->state != EV_PENDING)
+			continue; /* the spool skips it too */
+		if (it[i].reject) {
+			model_to_dead(m, it[i].n, it[i].status, it[i].rpad);
+		} else {
+			model_unpend(m, it[i].n);
+			model_ev(m, it[i].n)->state = EV_ACKED;
+			m->acked++;
+		}
+		applied++;
+	}
+	MCHECK(m, applied == settled,
+	       "%s (rc %d) reports %" PRIu64 " settled, model applies %" PRIu64, what, rc, settled,
+	       applied);
+	if (rc != 0 && settled)
+		model_note(m, "%" PRIu64 " settled before the failure", settled);
+}
+
 void op_ack(struct model *m, bool discard)
 {
 	size_t want_k = (size_t)model_rand(m, 1, 40);
@@ -389,6 +432,16 @@ void op_ack(struct model *m, bool discard)
 		seqs[k++] = seqs[0];
 	uint64_t done = 99;
 	int rc = discard ? spool_discard(m->s, seqs, k, &done) : spool_ack(m->s, seqs, k, &done);
+	if (rc != 0 && !discard) {
+		/* an ack is a settle: on a full disk part of it may be done */
+		MCHECK(m, m->full && ops_full_error(rc), "ack = %d (%s)", rc, spool_strerror(rc));
+		model_note(m, "rc %d (%s)", rc, spool_strerror(rc));
+		struct settle_item it[48];
+		for (size_t i = 0; i < k; i++)
+			it[i] = (struct settle_item){i < real ? ns[i] : 0, false, 0, 0};
+		apply_settle(m, it, k, rc, done, "ack");
+		return;
+	}
 	if (rc != 0) {
 		MCHECK(m, m->full && ops_full_error(rc), "%s = %d (%s)",
 		       discard ? "discard" : "ack", rc, spool_strerror(rc));
@@ -439,13 +492,16 @@ void op_settle(struct model *m)
 		MCHECK(m, m->full && ops_full_error(rc), "settle = %d (%s)", rc,
 		       spool_strerror(rc));
 		model_note(m, "rc %d (%s)", rc, spool_strerror(rc));
-		return;
+	} else {
+		MCHECK(m, settled == ka + kr, "settle of %zu acks and %zu rejects reports %" PRIu64,
+		       ka, kr, settled);
 	}
-	MCHECK(m, settled == ka + kr, "settle of %zu acks and %zu rejects reports %" PRIu64, ka, kr,
-	       settled);
-	apply_acks(m, ns, ka, &m->acked, EV_ACKED);
-	for (size_t i = 0; i < kr; i++)
-		model_to_dead(m, rn[i], status[i], rpad[i]);
+	struct settle_item it[16];
+	for (size_t i = 0; i < ka; i++)
+		it[i] = (struct settle_item){ns[i], false, 0, 0};
+	for (size_t i = 0; i < nrej; i++)
+		it[ka + i] = (struct settle_item){rn[i], true, status[i], rpad[i]};
+	apply_settle(m, it, ka + nrej, rc, settled, "settle");
 }
 
 void op_dead_letter(struct model *m)
@@ -674,11 +730,14 @@ void op_sync(struct model *m)
 	struct msrc *s = &m->src[m->hsrc];
 	s->required = s->len;
 	model_check(m);
+	/* the handle committed each of these under its first sequence; one
+	 * that was dead-lettered and retried since has a new one, which the
+	 * retry committed, not the handle */
 	uint64_t want = 0;
 	for (size_t i = 0; i < s->head; i++) {
 		const struct mev *e = model_ev(m, s->q[i]);
-		if (e->src == m->hsrc && e->seq > want) /* (retried ones moved on) */
-			want = e->seq;
+		if (e->seq0 > want)
+			want = e->seq0;
 	}
 	MCHECK(m, last == want,
 	       "sync: last_seq %" PRIu64 ", highest committed by the handle %" PRIu64, last, want);
