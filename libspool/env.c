@@ -146,30 +146,36 @@ void spool_handle_unregister(struct spool *s)
 
 static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 {
-	int rc = mdb_env_create(&env->mdb);
-	if (rc) {
-		spool_errf(errbuf, errlen, "%s: cannot create LMDB environment: %s", env->dir,
-			   mdb_strerror(rc));
-		return spool_map_mdb_error(rc);
-	}
-	mdb_env_set_maxdbs(env->mdb, 4);
-	mdb_env_set_maxreaders(env->mdb, env->max_readers);
-	mdb_env_set_mapsize(env->mdb, env->map_size);
+	int rc;
 	/* Default flags: full sync on every commit.  Never MDB_NOSYNC,
 	 * MDB_NOMETASYNC or MDB_WRITEMAP (see LMDB-NOTES.md).  MDB_NOTLS: read
 	 * transactions are tied to the transaction, not the thread. */
 	for (int attempt = 0;; attempt++) {
+		rc = mdb_env_create(&env->mdb);
+		if (rc) {
+			spool_errf(errbuf, errlen,
+				   "%s: cannot create LMDB environment: %s (LMDB error %d)", env->dir,
+				   mdb_strerror(rc), rc);
+			env->mdb = NULL;
+			return spool_map_mdb_error(rc);
+		}
+		mdb_env_set_maxdbs(env->mdb, 4);
+		mdb_env_set_maxreaders(env->mdb, env->max_readers);
+		mdb_env_set_mapsize(env->mdb, env->map_size);
 		rc = mdb_env_open(env->mdb, env->dir, MDB_NOTLS, 0600);
 		if (rc == 0)
 			break;
+		/* LMDB wants a handle whose open failed closed, never opened
+		 * again: each try starts from a fresh one. */
+		mdb_env_close(env->mdb);
+		env->mdb = NULL;
 		/* Opening can fail for a moment while another process sets up or
 		 * tears down the lock file; a damaged or foreign file cannot. */
 		bool transient = rc == EAGAIN || rc == EBUSY || rc == EINTR;
 		if (!transient || attempt >= 50) {
-			spool_errf(errbuf, errlen, "%s: cannot open spool database: %s", env->dir,
-				   mdb_strerror(rc));
-			mdb_env_close(env->mdb);
-			env->mdb = NULL;
+			spool_errf(errbuf, errlen,
+				   "%s: cannot open spool database (mdb_env_open): %s (LMDB error %d)",
+				   env->dir, mdb_strerror(rc), rc);
 			return spool_map_mdb_error(rc);
 		}
 		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
@@ -183,19 +189,43 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 
 	/* Find the databases; create them (and the format mark) on first use. */
 	MDB_txn *txn;
+	const char *step = "begin a transaction";
+	int resized = 0;
 	for (int pass = 0; pass < 2; pass++) {
 		bool create = pass == 1;
+		step = "begin a transaction";
 		rc = mdb_txn_begin(env->mdb, NULL, create ? 0 : MDB_RDONLY, &txn);
+		if (rc == MDB_MAP_RESIZED && resized++ < 20) {
+			/* When the configured map is smaller than the file, LMDB maps
+			 * exactly the pages in use; any commit elsewhere that extends
+			 * the file before this first transaction makes it fail.  Adopt
+			 * the size now recorded in the file and try the pass again. */
+			step = "adopt the map size grown by another process";
+			rc = mdb_env_set_mapsize(env->mdb, 0);
+			if (rc)
+				break;
+			MDB_envinfo grown;
+			if (mdb_env_info(env->mdb, &grown) == 0)
+				env->map_size = grown.me_mapsize;
+			pass--;
+			continue;
+		}
 		if (rc)
 			break;
 		unsigned flags = create ? MDB_CREATE : 0;
+		step = "open the events database";
 		rc = mdb_dbi_open(txn, "events", flags, &env->dbi_events);
-		if (!rc)
+		if (!rc) {
+			step = "open the dead-letter database";
 			rc = mdb_dbi_open(txn, "dead", flags, &env->dbi_dead);
-		if (!rc)
+		}
+		if (!rc) {
+			step = "open the meta database";
 			rc = mdb_dbi_open(txn, "meta", flags, &env->dbi_meta);
+		}
 		if (!rc) {
 			MDB_val k = {sizeof(KEY_FORMAT) - 1, (void *)KEY_FORMAT}, v;
+			step = "read the format mark";
 			rc = mdb_get(txn, env->dbi_meta, &k, &v);
 			if (rc == MDB_NOTFOUND && create) {
 				unsigned char fmt[4];
@@ -219,6 +249,7 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 			}
 		}
 		if (rc == 0) {
+			step = "commit";
 			rc = mdb_txn_commit(txn);
 			if (rc == 0)
 				break;
@@ -229,8 +260,9 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 			break;
 	}
 	if (rc) {
-		spool_errf(errbuf, errlen, "%s: cannot prepare spool databases: %s", env->dir,
-			   mdb_strerror(rc));
+		spool_errf(errbuf, errlen,
+			   "%s: cannot prepare spool databases (%s): %s (LMDB error %d)", env->dir,
+			   step, mdb_strerror(rc), rc);
 		mdb_env_close(env->mdb);
 		env->mdb = NULL;
 		return spool_map_mdb_error(rc);
@@ -309,7 +341,9 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 		break;
 	}
 	if (rc) {
-		spool_errf(errbuf, errlen, "%s: cannot open spool database: %s", dir, mdb_strerror(rc));
+		spool_errf(errbuf, errlen,
+			   "%s: cannot open spool database to create it: %s (LMDB error %d)", dir,
+			   mdb_strerror(rc), rc);
 		rc = spool_map_mdb_error(rc);
 		goto out;
 	}
@@ -334,8 +368,9 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 	if (!rc)
 		rc = mdb_env_sync(mdb, 1);
 	if (rc) {
-		spool_errf(errbuf, errlen, "%s: cannot create the spool database: %s", dir,
-			   mdb_strerror(rc));
+		spool_errf(errbuf, errlen,
+			   "%s: cannot create the spool database: %s (LMDB error %d)", dir,
+			   mdb_strerror(rc), rc);
 		rc = spool_map_mdb_error(rc);
 		goto out;
 	}
