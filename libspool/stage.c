@@ -716,8 +716,14 @@ int spool_stage_recover(struct spool_env *env, uint64_t *moved)
 			if (rc && !first_err)
 				first_err = rc;
 		} else if (strncmp(de->d_name, "tmp-", 4) == 0) {
-			/* a ring whose creator died before finishing it holds nothing */
+			/* a ring whose creator died before finishing it holds nothing.
+			 * Its age is checked before the lock is tried: locking a ring
+			 * being created, even briefly, makes its creator's own lock
+			 * fail and its open with it */
 			struct stat st;
+			if (stat(path, &st) != 0 ||
+			    now - (int64_t)st.st_mtime * 1000000 <= 60 * 1000000LL)
+				continue;
 			int fd = open(path, O_RDWR | O_CLOEXEC);
 			if (fd >= 0 && ofd_trylock(fd) == 0 && fstat(fd, &st) == 0 &&
 			    now - (int64_t)st.st_mtime * 1000000 > 60 * 1000000LL)
