@@ -45,6 +45,8 @@ void th_rx_start(struct th_rx *rx, const char *out, ...);
 void th_rx_stop(struct th_rx *rx);
 /* GET /stats; the caller json_decref()s. */
 json_t *th_rx_stats(const struct th_rx *rx);
+/* The same for a receiver the caller started itself: GET BASE_URL/stats. */
+json_t *th_stats_url(const char *base_url);
 long th_rx_stat(const struct th_rx *rx, const char *name);
 
 /* Writes the agent YAML: spool, endpoint, small backoffs, then `extra`
@@ -64,6 +66,12 @@ bool th_file_has(const char *path, const char *text);
 /* Events stored by the receiver, in order: the number in "msg <n>" and the
  * spool_seq; returns the count (arrays malloc'd, may be NULL). */
 size_t th_read_out(const char *out, long **msgs, long **seqs);
+
+/* For the tests' own small HTTP servers: reads one request from fd, its
+ * head into buf (NUL-terminated, cap bytes at most) and its body (by
+ * Content-Length) to nowhere.  Returns the head's length, 0 when the
+ * connection ended before a whole head. */
+size_t th_read_request(int fd, char *buf, size_t cap);
 
 /* Waits until cond(arg) or timeout seconds; returns cond's last value. */
 bool th_wait(bool (*cond)(void *arg), void *arg, double timeout);

@@ -33,27 +33,8 @@ static void *serve(void *arg)
 		if (c < 0)
 			return NULL;
 		char buf[1 << 16];
-		size_t n = 0;
-		char *end = NULL;
-		buf[0] = '\0'; /* strstr before the first read */
-		while (n < sizeof(buf) - 1 && !(end = strstr(buf, "\r\n\r\n"))) {
-			ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
-			if (r <= 0)
-				break;
-			n += (size_t)r;
-			buf[n] = '\0';
-		}
-		if (end) {
-			size_t head = (size_t)(end - buf) + 4;
-			const char *cl = strcasestr(buf, "\r\nContent-Length:");
-			size_t want = cl ? (size_t)atol(cl + 17) : 0;
-			while (n - head < want) {
-				char tmp[4096];
-				ssize_t r = read(c, tmp, sizeof(tmp));
-				if (r <= 0)
-					break;
-				n += (size_t)r;
-			}
+		size_t head = th_read_request(c, buf, sizeof(buf));
+		if (head) {
 			pthread_mutex_lock(&s->mu);
 			if (s->seen_len + head < sizeof(s->seen)) {
 				memcpy(s->seen + s->seen_len, buf, head);

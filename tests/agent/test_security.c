@@ -45,28 +45,8 @@ struct tiny {
 static void tiny_answer(struct tiny *s, int c)
 {
 	char buf[1 << 16];
-	size_t n = 0;
-	char *end = NULL;
-	buf[0] = '\0'; /* strstr before the first read */
-	while (n < sizeof(buf) - 1 && !(end = strstr(buf, "\r\n\r\n"))) {
-		ssize_t r = read(c, buf + n, sizeof(buf) - 1 - n);
-		if (r <= 0)
-			return;
-		n += (size_t)r;
-		buf[n] = '\0';
-	}
-	if (!end)
+	if (!th_read_request(c, buf, sizeof(buf)))
 		return;
-	size_t head = (size_t)(end - buf) + 4;
-	const char *cl = strcasestr(buf, "\r\nContent-Length:");
-	size_t want = cl ? (size_t)atol(cl + 17) : 0;
-	while (n - head < want) {
-		char tmp[4096];
-		ssize_t r = read(c, tmp, sizeof(tmp));
-		if (r <= 0)
-			break;
-		n += (size_t)r;
-	}
 	char body[600] = "";
 	if (s->echo_key) {
 		const char *k = strcasestr(buf, "\r\nX-API-Key: ");

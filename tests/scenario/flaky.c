@@ -22,7 +22,6 @@
  * Each scenario prints one "FIGURES scenario=..." line and one line for
  * people.  SCENARIO_SIZE=short (default) or long; SPOOL_TEST_SEED replays. */
 #include <check.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -183,41 +182,9 @@ static int rx_stop(struct rx *rx)
 	return rc;
 }
 
-static size_t collect(char *p, size_t size, size_t n, void *ud)
-{
-	struct spool_buf *b = ud;
-	return spool_buf_append(b, p, size * n) ? 0 : size * n;
-}
-
-/* GET /stats.  docs/mlog-receiver.md promises it is never faulted, so a
- * body that is not JSON is a failure of the receiver, not of the agent. */
-static json_t *rx_stats(const struct rx *rx)
-{
-	struct spool_buf b = {0};
-	char url[96];
-	snprintf(url, sizeof(url), "%s/stats", rx->url);
-	CURL *h = curl_easy_init();
-	curl_easy_setopt(h, CURLOPT_URL, url);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
-	CURLcode rc = curl_easy_perform(h);
-	curl_easy_cleanup(h);
-	ck_assert_msg(rc == CURLE_OK, "GET /stats: %s", curl_easy_strerror(rc));
-	ck_assert_int_eq(spool_buf_append(&b, "", 1), 0); /* a C string too */
-	const char *body = b.data;
-	json_t *j = json_loadb(body, b.len - 1, 0, NULL);
-	ck_assert_msg(j != NULL,
-	              "GET /stats answered %zu bytes that are not JSON ('%.*s'), though "
-	              "docs/mlog-receiver.md says /stats is never faulted",
-	              b.len - 1, (int)strcspn(body, "\n"), body);
-	spool_buf_free(&b);
-	return j;
-}
-
 static long rx_stat(const struct rx *rx, const char *name)
 {
-	json_t *j = rx_stats(rx);
+	json_t *j = th_stats_url(rx->url);
 	json_t *v = json_object_get(j, name);
 	long r = json_is_integer(v) ? (long)json_integer_value(v) : 0;
 	json_decref(j);
@@ -669,7 +636,7 @@ START_TEST(outage)
 		while (th_now() < t_down + down_503)
 			usleep(20000);
 		/* requests after this read, 503 or refused, count as refused */
-		json_t *st = rx_stats(&rx);
+		json_t *st = th_stats_url(rx.url);
 		double t_refused = th_now();
 		long r503 = (long)json_integer_value(json_object_get(st, "requests"));
 		json_t *n503 = json_object_get(json_object_get(st, "status"), "503");
@@ -928,7 +895,7 @@ START_TEST(flaky)
 		wait_settled(&s, lng ? 600 : 120, what);
 		ck_assert_msg(waitpid(agent, NULL, WNOHANG) == 0, "spool-agent died in %s", what);
 		accepted = s.stored;
-		json_t *st = rx_stats(&rx);
+		json_t *st = th_stats_url(rx.url);
 		long f = (long)json_integer_value(json_object_get(st, "faults"));
 		long dr = (long)json_integer_value(json_object_get(st, "dropped"));
 		long tr = (long)json_integer_value(json_object_get(st, "transient"));
