@@ -317,12 +317,7 @@ void op_kill(struct model *m)
 	m->dead_rings++;
 	if (!model_chance(m, 70)) {
 		/* the next open recovers it */
-		struct spool *old = m->s;
-		int old_src = m->hsrc;
-		m->s = NULL;
-		m->hsrc = -1;
-		int rc = spool_close(old);
-		ops_handle_closed(m, old_src, rc);
+		ops_close_current(m);
 		ops_open(m, ops_pick_mode(m));
 		return;
 	}
@@ -420,12 +415,7 @@ void op_full_off(struct model *m)
 	if (m->s && m->o.durability != SPOOL_SYNC) {
 		if (reopen) {
 			/* close gives the flusher a last try, without its backoff */
-			struct spool *old = m->s;
-			int old_src = m->hsrc;
-			m->s = NULL;
-			m->hsrc = -1;
-			int rc = spool_close(old);
-			ops_handle_closed(m, old_src, rc);
+			ops_close_current(m);
 		} else {
 			int rc = spool_sync(m->s, 60.0, NULL);
 			MCHECK(m, rc == 0, "sync after freeing the disk = %d (%s)", rc,

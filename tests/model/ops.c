@@ -146,6 +146,21 @@ void ops_handle_closed(struct model *m, int src, int rc)
 	}
 }
 
+int ops_close_current(struct model *m)
+{
+	if (!m->s)
+		return 0;
+	struct spool *old = m->s;
+	int src = m->hsrc;
+	m->s = NULL;
+	m->hsrc = -1;
+	int rc = spool_close(old);
+	if (rc)
+		model_note(m, "close rc %d (%s)", rc, spool_strerror(rc));
+	ops_handle_closed(m, src, rc);
+	return rc;
+}
+
 /* ---- appends ---- */
 
 /* The outcome the full policy gives a sync-mode append of n records of
@@ -762,13 +777,6 @@ void op_reopen(struct model *m)
 		ops_handle_closed(m, old_src, rc);
 		return;
 	}
-	if (old) {
-		m->s = NULL;
-		m->hsrc = -1;
-		int rc = spool_close(old);
-		if (rc)
-			model_note(m, "close rc %d (%s)", rc, spool_strerror(rc));
-		ops_handle_closed(m, old_src, rc);
-	}
+	ops_close_current(m);
 	ops_open(m, mode);
 }

@@ -12,6 +12,9 @@ void ops_options(struct model *m, struct spool_options *o, enum spool_durability
 bool ops_open(struct model *m, enum spool_durability mode);
 bool ops_ensure(struct model *m);
 void ops_handle_closed(struct model *m, int src, int rc);
+/* Closes the test's handle, if any, and brings the model along; returns
+ * spool_close's result. */
+int ops_close_current(struct model *m);
 void ops_rings_recovered(struct model *m);
 size_t ops_pick_pending(struct model *m, size_t k, uint64_t *seqs, uint64_t *ns);
 uint64_t ops_bogus_seq(struct model *m);

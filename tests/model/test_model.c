@@ -99,13 +99,7 @@ static void finish(struct model *m)
 	if (m->full)
 		op_full_off(m);
 	model_op(m, "final close, reopen, drain");
-	if (m->s) {
-		struct spool *old = m->s;
-		int src = m->hsrc;
-		m->s = NULL;
-		m->hsrc = -1;
-		ops_handle_closed(m, src, spool_close(old));
-	}
+	ops_close_current(m);
 	MCHECK(m, ops_open(m, SPOOL_SYNC), "final open failed");
 	model_check(m);
 	for (size_t k = 0; k < m->nsrc; k++)
