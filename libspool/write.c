@@ -164,12 +164,18 @@ void spool_pending_counts(struct spool_env *env, uint64_t *dropped, uint64_t *to
  * before it frees any, so when data.mdb has no free page left, deleting
  * needs new pages at the end of the file; on a disk another program filled
  * that is impossible, and the agent could never remove what the server
- * acknowledged.  So the blocks of the next 1 MiB (1/32 of a small file
- * system) past the end of the file are reserved (fallocate, size unchanged)
- * whenever the file comes within 64 KiB of the last reservation's end:
- * LMDB's page writes past the end land in them.  A reservation that fails (the disk is full already) is
- * tried again after the next commit. */
-#define RESERVE_BYTES (1u << 20)
+ * acknowledged.  Two guards keep room for them, both sized by delete_room():
+ * 1/32 of the file system, 64 KiB to 1 MiB.  reserve_tail() reserves that
+ * much past the end of the file (fallocate, size unchanged) whenever the
+ * file comes within 64 KiB of the last reservation's end, so LMDB's page
+ * writes past the end land in blocks already held; a reservation that fails
+ * (the disk is full already) is tried again after the next commit.
+ * headroom() keeps the spool's own appends from taking the last of it. */
+static uint64_t delete_room(const struct statvfs *fs)
+{
+	uint64_t room = (uint64_t)fs->f_blocks * fs->f_frsize / 32;
+	return room < (64u << 10) ? (64u << 10) : room > (1u << 20) ? (1u << 20) : room;
+}
 
 static void reserve_tail(struct spool_env *env)
 {
@@ -183,12 +189,8 @@ static void reserve_tail(struct spool_env *env)
 		return;
 	if (mdb_env_get_fd(env->mdb, &fd) != 0)
 		return;
-	/* on a small file system, 1/32 of it (at least 64 KiB) */
-	uint64_t want = RESERVE_BYTES;
 	struct statvfs fs;
-	if (fstatvfs(fd, &fs) == 0 && (uint64_t)fs.f_blocks * fs.f_frsize / 32 < want)
-		want = (uint64_t)fs.f_blocks * fs.f_frsize / 32;
-	want = want < (64u << 10) ? (64u << 10) : want;
+	uint64_t want = fstatvfs(fd, &fs) == 0 ? delete_room(&fs) : (1u << 20);
 	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)end, (off_t)want) == 0)
 		atomic_store(&env->reserved_to, end + want);
 }
@@ -211,21 +213,17 @@ static int commit_counted(struct spool_env *env, MDB_txn *txn, uint64_t dropped,
 	return rc;
 }
 
-/* Headroom for deletes.  LMDB copies every page a delete touches before it
- * frees any, so deleting needs free pages too; if appends could take the
- * last free page of a full disk, the agent could no longer delete what the
- * server acknowledged and the spool would never drain.  So when the file
- * system is nearly full, an append that would leave fewer than `keep`
- * bytes (1/32 of the file system, 64 KiB to 1 MiB) between the free pages
- * inside data.mdb and the free space of the disk is refused with -ENOSPC
- * before it writes anything.  Deletes are never refused. */
+/* Headroom for deletes (see delete_room above): when the file system is
+ * nearly full, an append that would leave fewer than delete_room() bytes
+ * between the free pages inside data.mdb and the free space of the disk is
+ * refused with -ENOSPC before it writes anything.  Deletes are never
+ * refused. */
 static int headroom(struct spool_env *env, MDB_txn *txn, uint64_t bytes)
 {
 	struct statvfs fs;
 	if (statvfs(env->dir, &fs) != 0)
 		return 0;
-	uint64_t keep = (uint64_t)fs.f_blocks * fs.f_frsize / 32;
-	keep = keep < (64u << 10) ? (64u << 10) : keep > (1u << 20) ? (1u << 20) : keep;
+	uint64_t keep = delete_room(&fs);
 	uint64_t disk = (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize;
 	uint64_t need = bytes + bytes / 2 + 8 * 4096;
 	if (disk >= keep + need)
