@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#include <spool/endpoint.h>
+#include "codec/endpoint.h"
 #include <spool/spool.h>
 
 #include "config.h"

@@ -9,7 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 
 #include "backoff.h"
 #include "drain.h"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include <spool/spool.h>
-#include <spool/wake.h>
+#include <spool/spool.h>
 
 #include "config.h"
 #include "drain.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/transport.h>
 
 struct file_state {

@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/transport.h>
 
 struct http_conn {

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <spool/event.h>
+#include "codec/event.h"
 #include <spool/mlog.h>
 #include <spool/spool.h>
-#include <spool/wake.h>
+#include <spool/spool.h>
 
 enum { EXIT_NOT_LOGGED = 1, EXIT_USAGE = 2, EXIT_SPOOLED = 3 };
 
@@ -109,7 +109,7 @@ int main(int argc, char **argv)
 	struct spool_event ev = {.severity = SPOOL_SEV_INFO};
 	const char *tags[MAX_TAGS + 1];
 	size_t ntags = 0;
-	struct spool_kv meta[MAX_META];
+	struct mlog_kv meta[MAX_META];
 	size_t nmeta = 0;
 	char dir[4096] = "";
 	const char *metadata_json = NULL;
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			*eq = '\0';
-			meta[nmeta++] = (struct spool_kv){.key = optarg, .type = SPOOL_KV_STR, .s = eq + 1};
+			meta[nmeta++] = (struct mlog_kv){.key = optarg, .type = MLOG_KV_STR, .s = eq + 1};
 			break;
 		}
 		case 'S':
@@ -179,8 +179,6 @@ int main(int argc, char **argv)
 	}
 	tags[ntags] = NULL;
 	ev.tags = ntags ? tags : NULL;
-	ev.metadata = meta;
-	ev.nmetadata = nmeta;
 	if (!dir[0]) {
 		int rc = spool_default_dir(dir, sizeof(dir));
 		if (rc) {

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/spool.h>
 
 #include "spoolctl.h"

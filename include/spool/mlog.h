@@ -36,11 +36,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <spool/event.h>
-#include <spool/spool.h>
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+/* Marks the library's exported functions (it is built with hidden
+ * visibility; users of the header see a plain declaration). */
+#if defined(MLOG_BUILDING) && defined(__GNUC__)
+#define MLOG_API __attribute__((visibility("default")))
+#else
+#define MLOG_API
 #endif
 
 #if defined(__GNUC__)
@@ -57,6 +63,23 @@ enum mlog_severity {
 	MLOG_WARN = 3,
 	MLOG_ERROR = 4,
 	MLOG_FATAL = 5,
+};
+
+/* A typed metadata value (mlog_opts.metadata). */
+enum mlog_kv_type {
+	MLOG_KV_STR = 0,
+	MLOG_KV_INT = 1,
+	MLOG_KV_DOUBLE = 2,
+	MLOG_KV_BOOL = 3,
+};
+
+struct mlog_kv {
+	const char *key;        /* UTF-8, not c_client or delivery */
+	enum mlog_kv_type type;
+	const char *s;          /* MLOG_KV_STR */
+	int64_t i;              /* MLOG_KV_INT */
+	double d;               /* MLOG_KV_DOUBLE: finite */
+	bool b;                 /* MLOG_KV_BOOL */
 };
 
 #define MLOG_EVENT_ID_MAX 80
@@ -95,7 +118,7 @@ struct mlog_opts {
 	const char *const *tags;         /* NULL-terminated */
 	int64_t ttl_seconds;             /* 0: none; else > 0 */
 	const char *metadata_json;       /* a JSON object as text, e.g. "{\"fwhm\": 3.4}" */
-	const struct spool_kv *metadata; /* typed values (spool/event.h) */
+	const struct mlog_kv *metadata; /* typed values */
 	size_t nmetadata;
 };
 
@@ -139,36 +162,36 @@ struct mlog_config {
  * settings then stay; mlog_configure_ex() gives the sentence naming it).  The next
  * logging call opens the spool with the new settings (the old sender thread
  * is stopped first). */
-SPOOL_API int mlog_configure(const struct mlog_config *cfg);
+MLOG_API int mlog_configure(const struct mlog_config *cfg);
 /* The same, with the sentence in err (may be NULL). */
-SPOOL_API int mlog_configure_ex(const struct mlog_config *cfg, char *err, size_t errlen);
+MLOG_API int mlog_configure_ex(const struct mlog_config *cfg, char *err, size_t errlen);
 
 /* printf-style, info severity. */
-SPOOL_API struct mlog_result mlog(const char *fmt, ...) MLOG_PRINTF(1, 2);
-SPOOL_API struct mlog_result mlog_debug(const char *fmt, ...) MLOG_PRINTF(1, 2);
-SPOOL_API struct mlog_result mlog_info(const char *fmt, ...) MLOG_PRINTF(1, 2);
-SPOOL_API struct mlog_result mlog_warn(const char *fmt, ...) MLOG_PRINTF(1, 2);
-SPOOL_API struct mlog_result mlog_error(const char *fmt, ...) MLOG_PRINTF(1, 2);
-SPOOL_API struct mlog_result mlog_fatal(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog_debug(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog_info(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog_warn(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog_error(const char *fmt, ...) MLOG_PRINTF(1, 2);
+MLOG_API struct mlog_result mlog_fatal(const char *fmt, ...) MLOG_PRINTF(1, 2);
 /* With options (opts may be NULL). */
-SPOOL_API struct mlog_result mlog_ex(const struct mlog_opts *opts, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_ex(const struct mlog_opts *opts, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
 /* va_list forms. */
-SPOOL_API struct mlog_result mlog_v(enum mlog_severity sev, const char *fmt, va_list ap)
+MLOG_API struct mlog_result mlog_v(enum mlog_severity sev, const char *fmt, va_list ap)
     MLOG_PRINTF(2, 0);
-SPOOL_API struct mlog_result mlog_ex_v(const struct mlog_opts *opts, const char *fmt, va_list ap)
+MLOG_API struct mlog_result mlog_ex_v(const struct mlog_opts *opts, const char *fmt, va_list ap)
     MLOG_PRINTF(2, 0);
 
 /* Waits until every event this process logged before the call has left
  * the spool (acknowledged by the server through spool-agent or the embedded
  * sender, or dead-lettered), or timeout_seconds passed (ok false; error says
  * how many are still pending).  With no sender at all it times out. */
-SPOOL_API struct mlog_result mlog_flush(double timeout_seconds);
+MLOG_API struct mlog_result mlog_flush(double timeout_seconds);
 
 /* Commits what is staged, flushes for a short while when the embedded
  * sender runs (best effort), stops it and closes the spool.  Logging again
  * afterwards starts over.  Also run at normal exit (atexit). */
-SPOOL_API void mlog_shutdown(void);
+MLOG_API void mlog_shutdown(void);
 
 /* ---- client objects (no global state) ---- */
 
@@ -176,30 +199,30 @@ struct mlog_client;
 
 /* A client with its own settings (cfg may be NULL: environment and
  * defaults).  0, or -EINVAL / -ENOMEM with a sentence in err. */
-SPOOL_API int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, char *err,
+MLOG_API int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, char *err,
                               size_t errlen);
-SPOOL_API struct mlog_result mlog_client_log(struct mlog_client *c, const struct mlog_opts *opts,
+MLOG_API struct mlog_result mlog_client_log(struct mlog_client *c, const struct mlog_opts *opts,
                                              const char *fmt, ...) MLOG_PRINTF(3, 4);
-SPOOL_API struct mlog_result mlog_client_vlog(struct mlog_client *c, const struct mlog_opts *opts,
+MLOG_API struct mlog_result mlog_client_vlog(struct mlog_client *c, const struct mlog_opts *opts,
                                               const char *fmt, va_list ap) MLOG_PRINTF(3, 0);
-SPOOL_API struct mlog_result mlog_client_debug(struct mlog_client *c, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_client_debug(struct mlog_client *c, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
-SPOOL_API struct mlog_result mlog_client_info(struct mlog_client *c, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_client_info(struct mlog_client *c, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
-SPOOL_API struct mlog_result mlog_client_warn(struct mlog_client *c, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_client_warn(struct mlog_client *c, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
-SPOOL_API struct mlog_result mlog_client_error(struct mlog_client *c, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_client_error(struct mlog_client *c, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
-SPOOL_API struct mlog_result mlog_client_fatal(struct mlog_client *c, const char *fmt, ...)
+MLOG_API struct mlog_result mlog_client_fatal(struct mlog_client *c, const char *fmt, ...)
     MLOG_PRINTF(2, 3);
-SPOOL_API struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_seconds);
+MLOG_API struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_seconds);
 /* Like mlog_shutdown() for this client, then frees it.  NULL is allowed.
  * No other call on c may run during or after it. */
-SPOOL_API void mlog_client_free(struct mlog_client *c);
+MLOG_API void mlog_client_free(struct mlog_client *c);
 
 /* Logs a message that is already text (no format): for tools such as the
  * mlog command, whose messages may hold '%'. */
-SPOOL_API struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opts *opts,
+MLOG_API struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opts *opts,
                                               const char *message, size_t len);
 
 #ifdef __cplusplus

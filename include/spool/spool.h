@@ -286,6 +286,33 @@ SPOOL_API int spool_agent_running(struct spool *s, long *pid);
 /* Text for a code returned by any spool_* call (SPOOL_E*, negated errno). */
 SPOOL_API const char *spool_strerror(int err);
 
+/* ---- waking the agent ----
+ *
+ * The agent keeps a FIFO named `wake` in the spool directory open for
+ * reading and polls it with its flush timeout.  A producer that completed a
+ * batch calls spool_wake_agent(): one byte written with O_NONBLOCK, so the
+ * call never blocks.  No agent (no reader: ENXIO), a full pipe (EAGAIN: a
+ * wake-up is already pending) or no FIFO at all (ENOENT: no agent ever ran)
+ * are not errors. */
+
+/* Name of the FIFO inside the spool directory. */
+#define SPOOL_WAKE_NAME "wake"
+
+/* Wakes the agent of the spool directory `dir`.  Returns 0 (including the
+ * harmless cases above), -EINVAL for a NULL dir, -ENAMETOOLONG, or another
+ * negated errno (e.g. -EACCES). */
+SPOOL_API int spool_wake_agent(const char *dir);
+
+/* For agents: creates the FIFO if needed (mode 0600) and opens it
+ * O_RDWR | O_NONBLOCK | O_CLOEXEC.  Returns the descriptor, or a negated
+ * errno (-EEXIST when `wake` exists and is not a FIFO). */
+SPOOL_API int spool_wake_open(const char *dir);
+
+/* For agents: reads and discards every pending wake byte on fd; returns the
+ * number of bytes drained. */
+SPOOL_API int spool_wake_drain(int fd);
+
+
 /* ---- administration (spoolctl) ---- */
 #include <stdbool.h>
 

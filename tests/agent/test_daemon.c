@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <spool/wake.h>
+#include <spool/spool.h>
 
 #include "harness.h"
 

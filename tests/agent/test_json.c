@@ -1,5 +1,5 @@
-/* test_json.c — the msgpack-to-JSON encoder (spool/json.h) and the wake
- * FIFO helpers (spool/wake.h). */
+/* test_json.c — the msgpack-to-JSON encoder (libspool/codec/json.h) and the wake
+ * FIFO helpers (spool/spool.h). */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <spool/json.h>
-#include <spool/wake.h>
+#include "codec/json.h"
+#include <spool/spool.h>
 
 static msgpack_sbuffer sb;
 static msgpack_packer pk;

@@ -40,7 +40,7 @@ struct bi_case {
 	char *title;
 	char **tags; /* NULL-terminated; NULL: none */
 	char *meta_json;
-	struct spool_kv *kv;
+	struct mlog_kv *kv;
 	size_t nkv;
 	/* how */
 	bool printf_path; /* API: the process-wide client, mlog_ex(opts, "%s", ...) */

@@ -153,10 +153,10 @@ static void tags_many(struct bi_case *c, size_t n, size_t each)
 	}
 }
 
-static struct spool_kv *kv(struct bi_case *c, const char *key, enum spool_kv_type type)
+static struct mlog_kv *kv(struct bi_case *c, const char *key, enum mlog_kv_type type)
 {
 	c->kv = realloc(c->kv, (c->nkv + 1) * sizeof(*c->kv));
-	struct spool_kv *k = &c->kv[c->nkv++];
+	struct mlog_kv *k = &c->kv[c->nkv++];
 	memset(k, 0, sizeof(*k));
 	k->key = key ? strdup(key) : NULL;
 	k->type = type;
@@ -165,17 +165,17 @@ static struct spool_kv *kv(struct bi_case *c, const char *key, enum spool_kv_typ
 
 static void kv_str(struct bi_case *c, const char *key, const char *val)
 {
-	kv(c, key, SPOOL_KV_STR)->s = val ? strdup(val) : NULL;
+	kv(c, key, MLOG_KV_STR)->s = val ? strdup(val) : NULL;
 }
 
 static void kv_dbl(struct bi_case *c, const char *key, double d)
 {
-	kv(c, key, SPOOL_KV_DOUBLE)->d = d;
+	kv(c, key, MLOG_KV_DOUBLE)->d = d;
 }
 
 static void kv_int(struct bi_case *c, const char *key, int64_t i)
 {
-	kv(c, key, SPOOL_KV_INT)->i = i;
+	kv(c, key, MLOG_KV_INT)->i = i;
 }
 
 static void meta(struct bi_case *c, const char *json)
@@ -470,7 +470,7 @@ static void typed_meta_cases(struct bi_list *l)
 	kv_dbl(c, "dmax", DBL_MAX);
 	kv_dbl(c, "dmin", DBL_MIN);
 	kv_dbl(c, "denorm", 5e-324);
-	kv(c, "t", SPOOL_KV_BOOL)->b = true;
+	kv(c, "t", MLOG_KV_BOOL)->b = true;
 	c = add(l, "kv-null-string", BI_API, BI_REFUSE);
 	kv_str(c, "s", NULL);
 	words(c, "metadata", NULL, NULL);
@@ -478,7 +478,7 @@ static void typed_meta_cases(struct bi_list *l)
 	kv_str(c, NULL, "v");
 	words(c, "metadata", NULL, NULL);
 	c = add(l, "kv-bad-type", BI_API, BI_REFUSE);
-	kv(c, "k", (enum spool_kv_type)99);
+	kv(c, "k", (enum mlog_kv_type)99);
 	words(c, "metadata", "type", NULL);
 	c = add(l, "kv-empty-key", BI_API, BI_ARRIVE);
 	kv_str(c, "", "empty key");
@@ -511,7 +511,7 @@ static void typed_meta_cases(struct bi_list *l)
 		kv_int(c, k, i);
 	}
 	c = add(l, "kv-2MiB-value", BI_API, BI_REFUSE);
-	kv(c, "v", SPOOL_KV_STR)->s = filled('v', 2 * MIB);
+	kv(c, "v", MLOG_KV_STR)->s = filled('v', 2 * MIB);
 	words(c, "bytes", LIMIT_RECORD, NULL);
 }
 
@@ -538,7 +538,7 @@ void bi_cases_free(struct bi_list *l)
 		free(c->meta_json);
 		for (size_t k = 0; k < c->nkv; k++) {
 			free((char *)c->kv[k].key);
-			if (c->kv[k].type == SPOOL_KV_STR)
+			if (c->kv[k].type == MLOG_KV_STR)
 				free((char *)c->kv[k].s);
 		}
 		free(c->kv);

@@ -22,7 +22,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/event.h"
+#include "codec/json.h"
 #include <spool/mlog.h>
 #include <spool/spool.h>
 
@@ -93,10 +94,10 @@ static void api_child(const struct bi_case *c, unsigned way, const char *marker,
 	    .embedded_sender = MLOG_OFF, /* spool-agent drains */
 	    .backpressure = MLOG_OFF,
 	};
-	struct spool_kv *kv = calloc(c->nkv + 1, sizeof(*kv));
+	struct mlog_kv *kv = calloc(c->nkv + 1, sizeof(*kv));
 	if (c->nkv)
 		memcpy(kv, c->kv, c->nkv * sizeof(*kv));
-	kv[c->nkv] = (struct spool_kv){.key = "bi_case", .type = SPOOL_KV_STR, .s = marker};
+	kv[c->nkv] = (struct mlog_kv){.key = "bi_case", .type = MLOG_KV_STR, .s = marker};
 	struct mlog_opts o = {
 	    .severity = c->severity,
 	    .title = c->title,
@@ -201,7 +202,7 @@ static void run_cmd(struct call *k)
 	for (size_t i = 0; i <= c->nkv; i++) {
 		const char *key = i < c->nkv ? c->kv[i].key : "bi_case";
 		const char *val = i < c->nkv ? c->kv[i].s : k->marker;
-		ck_assert_msg(i == c->nkv || c->kv[i].type == SPOOL_KV_STR, "%s: -m takes strings",
+		ck_assert_msg(i == c->nkv || c->kv[i].type == MLOG_KV_STR, "%s: -m takes strings",
 		              c->name);
 		char *kvs = malloc(strlen(key) + strlen(val) + 2);
 		sprintf(kvs, "%s=%s", key, val);
@@ -339,10 +340,10 @@ static json_t *expected_metadata(const struct call *k)
 	json_t *m = c->meta_json ? json_loads(c->meta_json, JSON_ALLOW_NUL, NULL) : json_object();
 	ck_assert_ptr_nonnull(m);
 	for (size_t i = 0; i < c->nkv; i++) {
-		const struct spool_kv *v = &c->kv[i];
-		json_t *j = v->type == SPOOL_KV_STR      ? repaired_string(v->s, strlen(v->s))
-		            : v->type == SPOOL_KV_INT    ? json_integer(v->i)
-		            : v->type == SPOOL_KV_DOUBLE ? json_real(v->d)
+		const struct mlog_kv *v = &c->kv[i];
+		json_t *j = v->type == MLOG_KV_STR      ? repaired_string(v->s, strlen(v->s))
+		            : v->type == MLOG_KV_INT    ? json_integer(v->i)
+		            : v->type == MLOG_KV_DOUBLE ? json_real(v->d)
 		                                         : json_boolean(v->b);
 		json_object_set_new(m, v->key, j);
 	}

@@ -15,7 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/mlog.h>
 #include <spool/spool.h>
 
@@ -134,11 +134,11 @@ static size_t rx_count(const char *out)
 
 START_TEST(test_fields_reach_the_spool)
 {
-	const struct spool_kv kv[] = {
-	    {.key = "target", .type = SPOOL_KV_STR, .s = "M13"},
-	    {.key = "frames", .type = SPOOL_KV_INT, .i = -42},
-	    {.key = "fwhm", .type = SPOOL_KV_DOUBLE, .d = 3.25},
-	    {.key = "cooled", .type = SPOOL_KV_BOOL, .b = true},
+	const struct mlog_kv kv[] = {
+	    {.key = "target", .type = MLOG_KV_STR, .s = "M13"},
+	    {.key = "frames", .type = MLOG_KV_INT, .i = -42},
+	    {.key = "fwhm", .type = MLOG_KV_DOUBLE, .d = 3.25},
+	    {.key = "cooled", .type = MLOG_KV_BOOL, .b = true},
 	};
 	struct mlog_result r = mlog_ex(
 	    &(struct mlog_opts){

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "internal.h"
-#include "spool/json.h"
+#include "codec/json.h"
 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/mlog.h>
 
 #include "harness.h"

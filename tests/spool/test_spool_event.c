@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spool/event.h>
+#include "codec/event.h"
 
 #include "testutil.h"
 

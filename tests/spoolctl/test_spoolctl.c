@@ -17,7 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <spool/event.h>
+#include "codec/event.h"
 #include <spool/spool.h>
 
 #include "internal.h" /* to damage the counters on purpose */

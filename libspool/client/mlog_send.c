@@ -13,7 +13,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/transport.h>
 
 #include "drain.h"

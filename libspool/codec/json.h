@@ -43,12 +43,12 @@ struct spool_buf {
 	size_t cap;
 };
 
-SPOOL_API void spool_buf_init(struct spool_buf *b);
+void spool_buf_init(struct spool_buf *b);
 /* Makes room for `extra` more bytes (plus a NUL); 0 or -ENOMEM. */
-SPOOL_API int spool_buf_reserve(struct spool_buf *b, size_t extra);
-SPOOL_API int spool_buf_append(struct spool_buf *b, const void *p, size_t n);
+int spool_buf_reserve(struct spool_buf *b, size_t extra);
+int spool_buf_append(struct spool_buf *b, const void *p, size_t n);
 /* Frees the memory and empties the buffer; NULL is allowed. */
-SPOOL_API void spool_buf_free(struct spool_buf *b);
+void spool_buf_free(struct spool_buf *b);
 
 enum {
 	SPOOL_JSON_SEQ = 1u << 0,      /* inject metadata.c_client.spool_seq */
@@ -66,17 +66,17 @@ struct spool_json_extra {
  * extra may be NULL (nothing injected).  Returns 0; -EINVAL when mp does not
  * hold exactly one well-formed msgpack map (out is then left as it was);
  * -ENOMEM. */
-SPOOL_API int spool_event_to_json(const void *mp, size_t len, const struct spool_json_extra *extra,
+int spool_event_to_json(const void *mp, size_t len, const struct spool_json_extra *extra,
 				  struct spool_buf *out);
 
 /* Appends s[0..len) as a JSON string (quotes included) under the rules
  * above.  0 or -ENOMEM. */
-SPOOL_API int spool_json_string(struct spool_buf *out, const void *s, size_t len);
+int spool_json_string(struct spool_buf *out, const void *s, size_t len);
 
 /* Finds the string member `key` of the top-level msgpack map in mp[0, len).
  * 0 with *val and *vlen pointing into mp; SPOOL_ENOTFOUND when absent or not a
  * string; -EINVAL when mp is not a well-formed map. */
-SPOOL_API int spool_event_get_str(const void *mp, size_t len, const char *key, const char **val,
+int spool_event_get_str(const void *mp, size_t len, const char *key, const char **val,
 				  size_t *vlen);
 
 #ifdef __cplusplus

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include <spool/mlog.h>
-#include <spool/wake.h>
+#include <spool/spool.h>
 
 #include "mlog_event.h"
 #include "mlog_internal.h"
@@ -376,13 +376,20 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		return r;
 	}
 	size_t ntyped = opts->metadata ? opts->nmetadata : 0;
-	if (mlog_metadata_check(opts->metadata, ntyped, r.error, sizeof(r.error)) != 0)
+	struct spool_kv small_kv[16], *typed = small_kv;
+	if (ntyped > sizeof(small_kv) / sizeof(small_kv[0]) &&
+	    !(typed = calloc(ntyped, sizeof(*typed)))) {
+		set_error(&r, "out of memory");
 		return r;
+	}
+	mlog_kv_to_spool(opts->metadata, ntyped, typed);
 	struct spool_buf raw = {0}, ev = {0};
 	size_t nraw = 0;
+	if (mlog_metadata_check(typed, ntyped, r.error, sizeof(r.error)) != 0)
+		goto out;
 	if (opts->metadata_json &&
-	    mlog_metadata_from_json(opts->metadata_json, opts->metadata, ntyped, &raw, &nraw,
-	                            r.error, sizeof(r.error)) != 0)
+	    mlog_metadata_from_json(opts->metadata_json, typed, ntyped, &raw, &nraw, r.error,
+	                            sizeof(r.error)) != 0)
 		goto out;
 	struct spool_event e = {
 	    .message = message,
@@ -391,7 +398,7 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	    .title = opts->title,
 	    .tags = opts->tags,
 	    .ttl_seconds = opts->ttl_seconds,
-	    .metadata = opts->metadata,
+	    .metadata = typed,
 	    .nmetadata = ntyped,
 	    .fqdn = mlog_fqdn(),
 	    .metadata_raw = raw.data,
@@ -449,6 +456,8 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	}
 	client_spool(c, &ev, sev, &r);
 out:
+	if (typed != small_kv)
+		free(typed);
 	spool_buf_free(&raw);
 	spool_buf_free(&ev);
 	return r;

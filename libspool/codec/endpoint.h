@@ -17,7 +17,7 @@ extern "C" {
  * "/api/v1/logs" or "/api/v1".  Returns 0 with *root a malloc'd string the
  * caller frees; -EINVAL with a sentence in err naming the URL and the
  * problem (*root NULL); -ENOMEM. */
-SPOOL_API int spool_endpoint_normalise(const char *url, char **root, char *err, size_t errlen);
+int spool_endpoint_normalise(const char *url, char **root, char *err, size_t errlen);
 
 #ifdef __cplusplus
 }

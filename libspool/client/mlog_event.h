@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#include <spool/event.h>
-#include <spool/json.h>
+#include "codec/event.h"
+#include "codec/json.h"
 #include <spool/mlog.h>
 
 /* The host's canonical name once the resolver thread (started by the first
@@ -18,6 +18,10 @@ const char *mlog_fqdn(void);
  * (-EINVAL, a sentence in err) what is not a JSON object, duplicate keys,
  * a key also among the ntyped typed values, the reserved keys c_client and
  * delivery, and nesting deeper than MLOG_METADATA_MAX_DEPTH. */
+/* The public typed values (mlog.h) as the codec's (codec/event.h): the
+ * same fields, converted one by one. */
+void mlog_kv_to_spool(const struct mlog_kv *in, size_t n, struct spool_kv *out);
+
 int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size_t ntyped,
                             struct spool_buf *out, size_t *count, char *err, size_t errlen);
 

@@ -8,8 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
-#include "spool/event.h"
+#include "codec/event.h"
 
 static const char CROCKFORD[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -49,12 +48,19 @@ static void ulid_encode(uint64_t ms, const uint8_t r[10], char out[SPOOL_ULID_LE
 	out[SPOOL_ULID_LEN] = '\0';
 }
 
+static int64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int spool_ulid_new(char out[SPOOL_ULID_LEN + 1])
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-	pid_t me = spool_current_pid();
+	pid_t me = getpid();
 	pthread_mutex_lock(&ulid_mu);
 	bool fresh = me != ulid_pid || ms > ulid_ms;
 	if (!fresh && !rand_increment(ulid_rand)) {
@@ -127,9 +133,19 @@ static void client_facts(pid_t me, char *host, size_t hlen, char *cwd, size_t cl
 	pthread_mutex_unlock(&client_mu);
 }
 
+/* The packer's sink: msgpack-c's pack calls report no error to their
+ * caller, so a failed append is remembered here. */
+struct sink {
+	struct spool_buf *b;
+	bool failed;
+};
+
 static int buf_write(void *data, const char *p, size_t n)
 {
-	return spool_buf_append(data, p, n) == 0 ? 0 : -1;
+	struct sink *k = data;
+	if (!k->failed && spool_buf_append(k->b, p, n) != 0)
+		k->failed = true;
+	return k->failed ? -1 : 0;
 }
 
 static void pack_str(msgpack_packer *pk, const char *s, size_t len)
@@ -145,7 +161,7 @@ static void pack_cstr(msgpack_packer *pk, const char *s)
 int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 		       char id[SPOOL_ULID_LEN + 1])
 {
-	if (!ev || !out || !ev->message || (unsigned)ev->severity >= SPOOL_NSEV ||
+	if (!ev || !out || !ev->message || (unsigned)ev->severity >= (SPOOL_SEV_FATAL + 1) ||
 	    ev->ttl_seconds < 0)
 		return -EINVAL;
 	for (size_t i = 0; i < ev->nmetadata; i++)
@@ -164,12 +180,13 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 			return rc;
 	}
 	char stamp[SPOOL_TIMESTAMP_LEN + 1];
-	spool_timestamp_format(ev->timestamp_us ? ev->timestamp_us : spool_now_us(), stamp);
+	spool_timestamp_format(ev->timestamp_us ? ev->timestamp_us : now_us(), stamp);
 	size_t mlen = ev->message_len == SIZE_MAX ? strlen(ev->message) : ev->message_len;
 
 	size_t start = out->len;
 	msgpack_packer pk;
-	msgpack_packer_init(&pk, out, buf_write);
+	struct sink sink = {out, false};
+	msgpack_packer_init(&pk, &sink, buf_write);
 	uint32_t fields = 4 + (ev->title ? 1 : 0) + (ev->tags ? 1 : 0) + (ev->ttl_seconds ? 1 : 0);
 	if (ev->metadata_raw_count && (!ev->metadata_raw || !ev->metadata_raw_len))
 		return -EINVAL;
@@ -216,10 +233,10 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 			}
 		}
 		if (ev->metadata_raw_count)
-			spool_buf_append(out, ev->metadata_raw, ev->metadata_raw_len);
+			buf_write(&sink, ev->metadata_raw, ev->metadata_raw_len);
 		if (!ev->no_client_block) {
 			char host[256], cwd[PATH_MAX];
-			pid_t me = spool_current_pid();
+			pid_t me = getpid();
 			client_facts(me, host, sizeof(host), cwd, sizeof(cwd));
 			pack_cstr(&pk, "c_client");
 			msgpack_pack_map(&pk, ev->fqdn ? 6 : 5);
@@ -243,9 +260,7 @@ int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 	pack_cstr(&pk, ulid);
 	pack_cstr(&pk, "timestamp");
 	pack_cstr(&pk, stamp);
-	/* the packer reports no errors: check that the buffer kept up */
-	const char *why;
-	if (spool_msgpack_check_map(out->data + start, out->len - start, &why) != 0) {
+	if (sink.failed) {
 		out->len = start;
 		return -ENOMEM;
 	}

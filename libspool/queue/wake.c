@@ -1,11 +1,11 @@
-/* wake.c — the agent's wake-up FIFO (spool/wake.h). */
+/* wake.c — the agent's wake-up FIFO (spool/spool.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "spool/wake.h"
+#include <spool/spool.h>
 
 static int wake_path(char *buf, size_t len, const char *dir)
 {

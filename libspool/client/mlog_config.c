@@ -9,7 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include <spool/endpoint.h>
+#include "codec/endpoint.h"
 
 #include "mlog_internal.h"
 

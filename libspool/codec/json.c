@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "spool/json.h"
+#include "codec/json.h"
 
 /* ---- the buffer ---- */
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <spool/json.h>
+#include "codec/json.h"
 #include <spool/spool.h>
 
 #ifdef __cplusplus
@@ -23,10 +23,10 @@ extern "C" {
  * millisecond count the random part up), and drawn afresh after fork().
  * out gets 26 characters and a NUL.  0, or -EAGAIN if the system has no
  * randomness to give. */
-SPOOL_API int spool_ulid_new(char out[SPOOL_ULID_LEN + 1]);
+int spool_ulid_new(char out[SPOOL_ULID_LEN + 1]);
 
 /* Formats microseconds since the epoch as RFC 3339 UTC with microseconds. */
-SPOOL_API void spool_timestamp_format(int64_t us, char out[SPOOL_TIMESTAMP_LEN + 1]);
+void spool_timestamp_format(int64_t us, char out[SPOOL_TIMESTAMP_LEN + 1]);
 
 /* A typed metadata value. */
 enum spool_kv_type {
@@ -72,7 +72,7 @@ struct spool_event {
  * Returns 0; -EINVAL for a NULL message, a severity out of range, a
  * ttl_seconds below 0, a metadata entry without a key or of an unknown type,
  * a client_event_id that is not 26 Crockford base32 characters; -ENOMEM. */
-SPOOL_API int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
+int spool_event_encode(const struct spool_event *ev, struct spool_buf *out,
 				 char id[SPOOL_ULID_LEN + 1]);
 
 #ifdef __cplusplus

@@ -341,3 +341,27 @@ int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size
 	}
 	return 0;
 }
+
+void mlog_kv_to_spool(const struct mlog_kv *in, size_t n, struct spool_kv *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		enum spool_kv_type t = (enum spool_kv_type)in[i].type;
+		switch (in[i].type) {
+		case MLOG_KV_STR:
+			t = SPOOL_KV_STR;
+			break;
+		case MLOG_KV_INT:
+			t = SPOOL_KV_INT;
+			break;
+		case MLOG_KV_DOUBLE:
+			t = SPOOL_KV_DOUBLE;
+			break;
+		case MLOG_KV_BOOL:
+			t = SPOOL_KV_BOOL;
+			break;
+		}
+		/* an unknown type passes through: the check below refuses it */
+		out[i] = (struct spool_kv){.key = in[i].key, .type = t, .s = in[i].s, .i = in[i].i,
+		                           .d = in[i].d, .b = in[i].b};
+	}
+}

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "spool/endpoint.h"
+#include "codec/endpoint.h"
 
 /* Whether h[0, hlen) parses as host[:port]. */
 static bool host_ok(const char *h, size_t hlen)
