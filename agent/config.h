@@ -1,7 +1,9 @@
-/* config.h — spool-agent's configuration: one table row per key (type,
- * default, destination, environment variable, description), read from YAML
- * with libyaml, then the MASTER_LOG_* environment for what the file leaves
- * out, then the defaults. */
+/* config.h — spool-agent's configuration.  The agent's own keys are one
+ * table (config.c); each transport brings its own table for its section of
+ * the file (transport.h).  Both are read the same way: the YAML file with
+ * libyaml, then the MASTER_LOG_* environment for what the file leaves out,
+ * then the defaults, then the checks, every error naming file, line, column
+ * and key. */
 #ifndef AGENT_CONFIG_H
 #define AGENT_CONFIG_H
 
@@ -11,22 +13,28 @@
 
 #include <spool/transport.h>
 
+#include "plugin.h"
+
 #define AGENT_MAX_TRANSPORTS 8
+#define AGENT_MAX_SECTIONS   (AGENT_MAX_TRANSPORTS + 4)
+
+/* The keys of one section as loaded: one value per option row. */
+struct agent_section {
+	const char *name; /* "" for the agent's own keys, else "http", "file", ... */
+	const struct spool_tx_option *options;
+	size_t noptions;
+	struct spool_tx_value *values; /* owned */
+	bool in_chain;		       /* a transport of the chain reads it */
+};
 
 struct agent_config {
 	char *spool;
-	char *endpoint;	     /* as configured */
-	char *endpoint_root; /* normalised (PROTOCOL.md); NULL when no endpoint */
-	char *api_key;
-	char *api_key_file;
-	struct spool_tx_header *headers;
-	size_t nheaders;
 	char **transports;
 	size_t ntransports;
 	char *plugin_dir;
-	char *file_path;
 	long batch_size;
 	long max_batch_bytes;
+	long max_in_flight;
 	double flush_interval;
 	double min_request_interval;
 	double retry_initial;
@@ -34,72 +42,73 @@ struct agent_config {
 	double retry_multiplier;
 	bool retry_jitter;
 	double auth_retry;
-	double connect_timeout;
-	double request_timeout;
-	bool gzip;
-	bool tls_verify;
-	char *ca_file;
-	char *client_cert;
-	char *client_key;
 	double max_age;
 	bool delivery_metadata;
 	double recover_interval;
 	double meta_interval;
 	char *log_level;
 	char *log_target;
+	/* the chain, resolved: built in, or loaded from a shared object */
+	struct plugin plugins[AGENT_MAX_TRANSPORTS];
+	/* the sections: [0] the agent's own keys, then the built-in
+	 * transports' and the chain's */
+	struct agent_section sections[AGENT_MAX_SECTIONS];
+	size_t nsections;
 };
 
 /* Command-line values that win over the file and the environment (NULL:
  * not given). */
 struct agent_overrides {
 	const char *spool;
-	const char *endpoint;
+	const char *endpoint; /* http.endpoint */
 	const char *log_level;
 };
 
-/* Loads `path` (NULL: no file), then the environment, then defaults, then
- * validates.  0, or -1 with one sentence in err naming the file, line,
- * column and key (or the environment variable). */
+/* Loads `path` (NULL: no file), then the environment, then defaults,
+ * resolves the transport chain, then validates.  0, or -1 with one sentence
+ * in err naming the file, line, column and key (or the environment
+ * variable). */
 int config_load(const char *path, const struct agent_overrides *ov, struct agent_config *cfg,
 		char *err, size_t errlen);
+/* Frees the values and unloads the transports' shared objects. */
 void config_free(struct agent_config *cfg);
 
-/* Normalises an endpoint to ROOT (PROTOCOL.md): 0, or -1 with err set. */
-int config_endpoint_root(const char *url, char **root, char *err, size_t errlen);
+/* The section named `name` ("" for the agent's own keys), or NULL. */
+const struct agent_section *config_section(const struct agent_config *cfg, const char *name);
+/* A key's value by its full name ("http.endpoint"), or NULL. */
+const struct spool_tx_value *config_value(const struct agent_config *cfg, const char *key);
 
-/* Prints every key with its type, default, variable and description. */
-void config_print_keys(FILE *f);
+/* Prints every key (the agent's, then each built-in transport's section,
+ * then those of cfg's chain loaded from shared objects; cfg may be NULL)
+ * with its type, default, variable and description. */
+void config_print_keys(FILE *f, const struct agent_config *cfg);
 
-/* The table's keys, for tests and documentation checks. */
-size_t config_key_count(void);
-const char *config_key_name(size_t i);
-
-/* What a key holds, as the table says: tests sweep every key from this. */
+/* What a key holds: the transport ABI's types and kinds, and two kinds of
+ * the agent's own. */
 enum config_type {
-	CONFIG_STR,
-	CONFIG_INT,
-	CONFIG_SECONDS,
-	CONFIG_BOOL,
-	CONFIG_LIST,
-	CONFIG_HEADERS,
+	CONFIG_STR = SPOOL_TX_STRING,
+	CONFIG_INT = SPOOL_TX_INT,
+	CONFIG_SECONDS = SPOOL_TX_NUMBER,
+	CONFIG_BOOL = SPOOL_TX_BOOL,
+	CONFIG_LIST = SPOOL_TX_LIST,
+	CONFIG_HEADERS = SPOOL_TX_MAP,
 };
 
-/* How a string key's value is checked after loading. */
 enum config_kind {
-	CONFIG_K_TEXT,	      /* any non-empty text */
-	CONFIG_K_URL,	      /* an endpoint (PROTOCOL.md) */
-	CONFIG_K_SECRET,      /* the API key: printable, never echoed */
-	CONFIG_K_SECRET_FILE, /* a private (0600, own user) file holding the key */
-	CONFIG_K_READ_FILE,   /* an existing, readable regular file */
-	CONFIG_K_DIR,	      /* an existing directory */
-	CONFIG_K_OUT_FILE,    /* a file to write, in an existing directory */
-	CONFIG_K_SPOOL,	      /* a directory, made when missing */
-	CONFIG_K_CHOICE,      /* one of `choices` */
-	CONFIG_K_NAMES,	      /* a list of transport names */
+	CONFIG_K_TEXT = SPOOL_TX_TEXT,
+	CONFIG_K_URL = SPOOL_TX_URL,
+	CONFIG_K_SECRET = SPOOL_TX_SECRET,
+	CONFIG_K_SECRET_FILE = SPOOL_TX_SECRET_FILE,
+	CONFIG_K_READ_FILE = SPOOL_TX_READ_FILE,
+	CONFIG_K_DIR = SPOOL_TX_DIR,
+	CONFIG_K_OUT_FILE = SPOOL_TX_OUT_FILE,
+	CONFIG_K_CHOICE = SPOOL_TX_CHOICE,
+	CONFIG_K_SPOOL = 100, /* a directory, made when missing */
+	CONFIG_K_NAMES = 101, /* a list of transport names */
 };
 
 struct config_key_info {
-	const char *key;     /* "retry.initial_seconds" */
+	const char *key;     /* full name: "retry.initial_seconds", "http.endpoint" */
 	enum config_type type;
 	enum config_kind kind;
 	const char *def;     /* NULL: unset */
@@ -108,13 +117,17 @@ struct config_key_info {
 	const char *choices; /* CONFIG_K_CHOICE: "a|b|c" */
 };
 
+/* The keys --help-config lists (the agent's and the built-in transports'),
+ * for tests that sweep every key. */
+size_t config_key_count(void);
+const char *config_key_name(size_t i);
 /* 0 with *out filled, or -1 when i is out of range. */
 int config_key_info(size_t i, struct config_key_info *out);
 
-/* The longest API key accepted, in bytes. */
+/* The longest API key (any secret) accepted, in bytes. */
 #define CONFIG_KEY_MAX 1024
 
-/* "...abcd": at most the last 4 characters of the key, for logs. */
+/* "...abcd": at most the last 4 characters of a secret, for logs. */
 void config_redact_key(const char *key, char *buf, size_t len);
 
 /* Log levels by name: "error", "warning", "info", "debug" -> syslog level. */

@@ -1,5 +1,6 @@
-/* drain.c — the drain loop (drain.h): delete on acknowledgement, and the
- * policy for every answer a transport classifies. */
+/* drain.c — the drain loop (drain.h): a window of requests in flight,
+ * delete on acknowledgement, and the policy for every answer a transport
+ * classifies. */
 #include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -9,13 +10,42 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "codec/json.h"
-
 #include "backoff.h"
+#include "codec/json.h"
 #include "drain.h"
 
 #define MAX_LINKS 8
 #define MAX_RETRY_AFTER 86400.0
+#define MAX_WINDOW 64
+#define WAIT_SLICE 0.1 /* longest wait inside one step for answers */
+
+/* A run of events read from the spool together, encoded once; its
+ * requests may cover parts of it (after a split or isolation). */
+struct batch {
+	struct batch *next;
+	struct spool_buf json;	    /* the events' JSON objects, back to back */
+	struct spool_buf ids;	    /* their client_event_ids, NUL-terminated */
+	struct spool_tx_event *ev;  /* the events handed to transports */
+	struct spool_tx_outcome *out;
+	size_t n;
+	size_t cap;		    /* events the arrays hold */
+	struct spool_reject *bad;   /* corrupt records: dead-lettered with the batch */
+	size_t nbad;
+	size_t open;		    /* requests not finished */
+	bool failed;		    /* a request failed as a whole */
+	struct spool_tx_status fail; /* the first such failure */
+};
+
+/* One request: a range of a batch's events on one link. */
+struct req {
+	struct spool_tx_request r;
+	struct batch *b;
+	size_t off, n;
+	size_t link;
+	double started;
+	size_t window; /* requests open when it started, for the send time per event */
+	struct req *next;
+};
 
 struct drain {
 	struct spool *s;
@@ -34,21 +64,24 @@ struct drain {
 	double next_recover;
 	double next_publish;
 
-	/* the batch being sent, copied out of the spool */
-	struct spool_buf arena;
-	struct spool_tx_event *ev;
-	struct spool_tx_outcome *out;
-	size_t cap;
-	uint64_t *acked;
+	struct batch *batches;	 /* read and not yet settled */
+	struct batch *spare;	 /* settled, kept with their buffers for the next reads */
+	size_t nspare;
+	uint64_t *acked;	 /* settle()'s lists */
 	struct spool_reject *rej;
-	uint64_t head_seq; /* first seq of the last batch, for attempt counts */
+	size_t settle_cap;
+	struct req *waiting;	 /* ranges to start (splits, isolation, fall-back), in order */
+	struct req *waiting_tail;
+	size_t open;		 /* requests started and not finished */
+	size_t open_on[MAX_LINKS];
+	uint64_t read_after;	 /* highest sequence handed out since the window was empty */
+	bool halted;		 /* something stays: no new batch until the window empties */
+	bool failed;		 /* ... and a request failed as a whole: */
+	struct spool_tx_status fail; /* the first such failure since the last try */
+	bool stopped;		 /* cancelled */
+	uint64_t head_seq;	 /* first seq of the last batch read from the start */
 	uint32_t head_attempts;
-
-	/* the call failure that stopped a step */
-	bool failed;
-	struct spool_tx_status fail;
 	double max_retry_after;
-	bool stopped; /* cancelled */
 
 	/* figures */
 	struct drain_counters c;
@@ -74,12 +107,15 @@ static double wall_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int set_chain(struct drain *d, const struct drain_params *p, const struct drain_link *chain,
-		     size_t n)
+static int set_chain(struct drain *d, const struct drain_params *p, const struct drain_link *chain, size_t n)
 {
 	if (!p || !chain || n == 0 || n > MAX_LINKS || p->batch_size == 0)
 		return -EINVAL;
 	d->p = *p;
+	if (d->p.max_in_flight == 0)
+		d->p.max_in_flight = 1;
+	if (d->p.max_in_flight > MAX_WINDOW)
+		d->p.max_in_flight = MAX_WINDOW;
 	memcpy(d->chain, chain, n * sizeof(*chain));
 	d->nchain = n;
 	d->active = 0;
@@ -107,14 +143,9 @@ int drain_create(struct spool *s, const struct drain_params *p, const struct dra
 	d->log_ctx = log_ctx;
 	d->spe = -1;
 	d->published_spe = -1;
+	d->max_retry_after = -1;
 	*out = d;
 	return 0;
-}
-
-int drain_reconfigure(struct drain *d, const struct drain_params *p, const struct drain_link *chain,
-		      size_t n)
-{
-	return set_chain(d, p, chain, n);
 }
 
 void drain_set_cancel(struct drain *d, bool (*cancelled)(void *ctx), void *ctx)
@@ -128,14 +159,97 @@ const struct drain_counters *drain_counters(const struct drain *d)
 	return &d->c;
 }
 
+size_t drain_in_flight(const struct drain *d)
+{
+	return d->open;
+}
+
+static void batch_free(struct batch *b)
+{
+	spool_buf_free(&b->json);
+	spool_buf_free(&b->ids);
+	free(b->ev);
+	free(b->out);
+	free(b->bad);
+	free(b);
+}
+
+/* A batch with room for n events: a spare one when there is one (its
+ * buffers stay allocated from batch to batch), else a new one.  NULL when
+ * out of memory. */
+static struct batch *batch_get(struct drain *d, size_t n)
+{
+	struct batch *b = d->spare;
+	if (b) {
+		d->spare = b->next;
+		d->nspare--;
+	} else if (!(b = calloc(1, sizeof(*b)))) {
+		return NULL;
+	}
+	b->next = NULL;
+	b->n = b->nbad = b->open = 0;
+	b->failed = false;
+	b->json.len = b->ids.len = 0;
+	if (n > b->cap) {
+		struct spool_tx_event *ev = realloc(b->ev, n * sizeof(*ev));
+		if (ev)
+			b->ev = ev;
+		struct spool_tx_outcome *out = realloc(b->out, n * sizeof(*out));
+		if (out)
+			b->out = out;
+		struct spool_reject *bad = realloc(b->bad, n * sizeof(*bad));
+		if (bad)
+			b->bad = bad;
+		if (!ev || !out || !bad) {
+			batch_free(b);
+			return NULL;
+		}
+		b->cap = n;
+	}
+	return b;
+}
+
+/* Keeps a settled batch for the next read (a window's worth at most). */
+static void batch_put(struct drain *d, struct batch *b)
+{
+	if (d->nspare > d->p.max_in_flight) {
+		batch_free(b);
+		return;
+	}
+	b->next = d->spare;
+	d->spare = b;
+	d->nspare++;
+}
+
+static void drop_waiting(struct drain *d)
+{
+	while (d->waiting) {
+		struct req *q = d->waiting;
+		d->waiting = q->next;
+		q->b->open--;
+		free(q);
+	}
+	d->waiting_tail = NULL;
+}
+
 void drain_destroy(struct drain *d)
 {
 	if (!d)
 		return;
 	drain_publish(d);
-	spool_buf_free(&d->arena);
-	free(d->ev);
-	free(d->out);
+	drop_waiting(d);
+	/* requests still open belong to transports the caller destroys; their
+	 * events stay in the spool */
+	while (d->batches) {
+		struct batch *b = d->batches;
+		d->batches = b->next;
+		batch_free(b);
+	}
+	while (d->spare) {
+		struct batch *b = d->spare;
+		d->spare = b->next;
+		batch_free(b);
+	}
 	free(d->acked);
 	free(d->rej);
 	free(d);
@@ -156,8 +270,8 @@ int drain_publish(struct drain *d)
 	char buf[512];
 	int rc = 0;
 	/* each put is a synced transaction: an idle agent writes nothing */
-	if (memcmp(&d->published, &d->c, sizeof(d->c)) == 0 && d->published_spe == d->spe &&
-	    !d->success_dirty && !d->error_dirty)
+	if (memcmp(&d->published, &d->c, sizeof(d->c)) == 0 && d->published_spe == d->spe && !d->success_dirty &&
+	    !d->error_dirty)
 		return 0;
 	d->published = d->c;
 	if (d->spe >= 0 && d->spe != d->published_spe) {
@@ -176,10 +290,11 @@ int drain_publish(struct drain *d)
 	}
 	snprintf(buf, sizeof(buf),
 		 "requests=%llu sent=%llu acked=%llu dead=%llu retried=%llu expired=%llu failures=%llu "
-		 "recovered=%llu\n",
+		 "recovered=%llu max_in_flight=%llu\n",
 		 (unsigned long long)d->c.requests, (unsigned long long)d->c.sent, (unsigned long long)d->c.acked,
 		 (unsigned long long)d->c.dead, (unsigned long long)d->c.retried, (unsigned long long)d->c.expired,
-		 (unsigned long long)d->c.failures, (unsigned long long)d->c.recovered);
+		 (unsigned long long)d->c.failures, (unsigned long long)d->c.recovered,
+		 (unsigned long long)d->c.max_in_flight);
 	rc |= put_text(d, "agent.counters", buf);
 	return rc ? -EIO : 0;
 }
@@ -188,195 +303,6 @@ static void note_error(struct drain *d, const char *msg)
 {
 	snprintf(d->last_error, sizeof(d->last_error), "%.6f %s", wall_now(), msg);
 	d->error_dirty = true;
-}
-
-/* ---- one batch ---- */
-
-static int reserve(struct drain *d, size_t n)
-{
-	if (n <= d->cap)
-		return 0;
-	struct spool_tx_event *ev = realloc(d->ev, n * sizeof(*ev));
-	if (ev)
-		d->ev = ev;
-	struct spool_tx_outcome *out = realloc(d->out, n * sizeof(*out));
-	if (out)
-		d->out = out;
-	uint64_t *acked = realloc(d->acked, n * sizeof(*acked));
-	if (acked)
-		d->acked = acked;
-	struct spool_reject *rej = realloc(d->rej, n * sizeof(*rej));
-	if (rej)
-		d->rej = rej;
-	if (!ev || !out || !acked || !rej)
-		return -ENOMEM;
-	d->cap = n;
-	return 0;
-}
-
-static void reject_one(struct spool_tx_outcome *o, int status, const char *why)
-{
-	o->result = SPOOL_TX_REJECTED;
-	o->status = status;
-	snprintf(o->reason, sizeof(o->reason), "%s", why);
-}
-
-/* Sends ev[off, off+n) through link ti.  Returns 0 to go on, 1 when the
- * step must stop (a failure of the whole endpoint, recorded in d->fail, or
- * a cancel). */
-static uint32_t link_flags(const struct drain_link *l)
-{
-	return l->tx->struct_size >= offsetof(struct spool_transport, flags) + sizeof(uint32_t) ? l->tx->flags : 0;
-}
-
-/* min_request_interval between request starts, inside a step too (splits,
- * isolation, one request per event). */
-static void pace(struct drain *d)
-{
-	if (d->p.min_request_interval <= 0 || d->c.requests == 0)
-		return;
-	double left = d->last_request + d->p.min_request_interval - mono_now();
-	if (left > 0) {
-		struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
-		nanosleep(&ts, NULL);
-	}
-}
-
-static int send_range(struct drain *d, size_t off, size_t n, size_t ti)
-{
-	if (d->cancelled && d->c.requests && d->cancelled(d->cancel_ctx)) {
-		d->stopped = true;
-		return 1;
-	}
-	const struct drain_link *l = &d->chain[ti];
-	if (n > 1 && d->p.min_request_interval > 0 && (link_flags(l) & SPOOL_TX_F_REQUEST_PER_EVENT)) {
-		for (size_t i = 0; i < n; i++)
-			if (send_range(d, off + i, 1, ti))
-				return 1;
-		return 0;
-	}
-	pace(d);
-	struct spool_tx_status cs = {.call = SPOOL_TXC_DONE, .retry_after = -1};
-	struct spool_tx_batch b = {
-		.events = d->ev + off,
-		.count = n,
-		.delivery_metadata = d->p.delivery_metadata,
-		.now_us = (int64_t)(wall_now() * 1e6),
-	};
-	memset(d->out + off, 0, n * sizeof(*d->out));
-	d->last_request = mono_now();
-	double t0 = d->last_request;
-	int rc = l->tx->send(l->state, &b, d->out + off, &cs);
-	double took = mono_now() - t0;
-	d->c.requests++;
-	d->c.sent += n;
-	if (rc) {
-		cs.call = SPOOL_TXC_TRANSIENT;
-		snprintf(cs.message, sizeof(cs.message), "transport %s: local failure: %s", l->tx->name,
-			 strerror(rc < 0 ? -rc : rc));
-	}
-	switch (cs.call) {
-	case SPOOL_TXC_DONE: {
-		size_t ok = 0;
-		for (size_t i = off; i < off + n; i++)
-			ok += d->out[i].result == SPOOL_TX_ACCEPTED;
-		if (ok) {
-			double per = took / (double)ok;
-			d->spe = d->spe < 0 ? per : 0.8 * d->spe + 0.2 * per;
-		}
-		return 0;
-	}
-	case SPOOL_TXC_FALLBACK:
-		if (ti + 1 < d->nchain) {
-			d->log(d->log_ctx, LOG_WARNING, "%s: %s: falling back to %s for this endpoint", l->tx->name,
-			       cs.message, d->chain[ti + 1].tx->name);
-			if (d->active == ti)
-				d->active = ti + 1;
-			return send_range(d, off, n, ti + 1);
-		}
-		cs.call = SPOOL_TXC_MISSING;
-		break;
-	case SPOOL_TXC_SPLIT:
-		if (n > 1) {
-			d->log(d->log_ctx, LOG_INFO, "%s: %s: splitting %zu events in halves", l->tx->name, cs.message, n);
-			size_t h = n / 2;
-			if (send_range(d, off, h, ti))
-				return 1;
-			return send_range(d, off + h, n - h, ti);
-		}
-		reject_one(&d->out[off], cs.status ? cs.status : 413, cs.message[0] ? cs.message : "too large");
-		return 0;
-	case SPOOL_TXC_ISOLATE:
-		if (n > 1) {
-			size_t nt = ti + 1 < d->nchain ? ti + 1 : ti;
-			d->log(d->log_ctx, LOG_WARNING, "%s: %s: sending its %zu events one by one through %s",
-			       l->tx->name, cs.message, n, d->chain[nt].tx->name);
-			for (size_t i = 0; i < n; i++)
-				if (send_range(d, off + i, 1, nt))
-					return 1;
-			return 0;
-		}
-		reject_one(&d->out[off], cs.status ? cs.status : 422, cs.message[0] ? cs.message : "rejected");
-		return 0;
-	default:
-		break;
-	}
-	/* AUTH, MISSING, TRANSIENT: the whole endpoint failed; the outcomes the
-	 * transport filled before stopping still count */
-	d->failed = true;
-	d->fail = cs;
-	d->c.failures++;
-	return 1;
-}
-
-static int copy_batch(struct drain *d, const struct spool_record *r, size_t n, size_t *nsend,
-		      uint64_t *expired, size_t *nexp)
-{
-	int64_t now_us = (int64_t)(wall_now() * 1e6);
-	int64_t max_age_us = (int64_t)(d->p.max_age * 1e6);
-	size_t total = 0;
-	for (size_t i = 0; i < n; i++)
-		total += r[i].len;
-	d->arena.len = 0;
-	if (spool_buf_reserve(&d->arena, total))
-		return -ENOMEM; /* nothing below reallocates then */
-	if (r[0].seq == d->head_seq) {
-		d->head_attempts++;
-	} else {
-		d->head_seq = r[0].seq;
-		d->head_attempts = 0;
-	}
-	size_t k = 0;
-	*nexp = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (max_age_us > 0 && now_us - r[i].enqueue_us > max_age_us) {
-			expired[(*nexp)++] = r[i].seq;
-			continue;
-		}
-		size_t at = d->arena.len;
-		spool_buf_append(&d->arena, r[i].data, r[i].len);
-		d->ev[k] = (struct spool_tx_event){
-			.seq = r[i].seq,
-			.severity = r[i].severity,
-			.enqueue_us = r[i].enqueue_us,
-			.data = (const void *)(uintptr_t)at, /* fixed up below: the arena may move */
-			.len = r[i].len,
-			.attempts = d->head_attempts,
-		};
-		k++;
-	}
-	for (size_t i = 0; i < k; i++) {
-		struct spool_tx_event *e = &d->ev[i];
-		e->data = d->arena.data + (uintptr_t)e->data;
-		const char *id;
-		size_t idlen;
-		if (spool_event_get_str(e->data, e->len, "client_event_id", &id, &idlen) == 0) {
-			e->client_event_id = id;
-			e->client_event_id_len = idlen;
-		}
-	}
-	*nsend = k;
-	return 0;
 }
 
 void drain_housekeep(struct drain *d)
@@ -398,80 +324,378 @@ void drain_housekeep(struct drain *d)
 		d->c.recovered += moved;
 		d->next_recover = now + d->p.recover_interval;
 	}
-
 }
 
-enum drain_result drain_step(struct drain *d, double *wait)
+/* ---- reading and encoding a batch ---- */
+
+/* Copies the records out of the read transaction, each encoded once as
+ * the JSON the transports send.  Expired records go to expired[], corrupt
+ * ones to the batch's bad list.  0 or -ENOMEM. */
+static int encode_batch(struct drain *d, struct batch *b, const struct spool_record *r, size_t n,
+			uint64_t *expired, size_t *nexp)
 {
-	double now = mono_now();
-	*wait = 0;
-	drain_housekeep(d);
-
-	if (now < d->next_attempt) {
-		*wait = d->next_attempt - now;
-		return DRAIN_BACKOFF;
+	int64_t now_us = (int64_t)(wall_now() * 1e6);
+	int64_t max_age_us = (int64_t)(d->p.max_age * 1e6);
+	size_t total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += r[i].len;
+	if (spool_buf_reserve(&b->json, total + total / 2 + 256) || spool_buf_reserve(&b->ids, n * 27))
+		return -ENOMEM;
+	if (d->read_after == 0 && r[0].seq == d->head_seq) {
+		d->head_attempts++;
+	} else if (d->read_after == 0) {
+		d->head_seq = r[0].seq;
+		d->head_attempts = 0;
 	}
-	if (d->p.min_request_interval > 0 && d->c.requests &&
-	    now < d->last_request + d->p.min_request_interval) {
-		*wait = d->last_request + d->p.min_request_interval - now;
-		return DRAIN_PACE;
-	}
-	struct spool_batch *batch = NULL;
-	int rc = spool_read_batch(d->s, 0, d->p.batch_size, d->p.max_batch_bytes, &batch);
-	if (rc) {
-		d->log(d->log_ctx, LOG_ERR, "reading the spool: %s", spool_strerror(rc));
-		*wait = 1;
-		return DRAIN_ERROR;
-	}
-	size_t n = spool_batch_count(batch);
-	if (n == 0) {
-		spool_batch_release(batch);
-		return DRAIN_IDLE;
-	}
-	size_t nsend = 0, nexp = 0;
-	rc = reserve(d, n);
-	if (!rc)
-		rc = copy_batch(d, spool_batch_records(batch), n, &nsend, d->acked, &nexp);
-	/* the read transaction ends before the network send */
-	spool_batch_release(batch);
-	if (rc) {
-		d->log(d->log_ctx, LOG_ERR, "out of memory for a batch of %zu", n);
-		*wait = 1;
-		return DRAIN_ERROR;
-	}
-	if (nexp) {
-		uint64_t gone = 0;
-		/* a policy removal: counted by the spool as an eviction, not an ack */
-		rc = spool_discard(d->s, d->acked, nexp, &gone);
-		if (rc) {
-			d->log(d->log_ctx, LOG_ERR, "dropping expired events: %s", spool_strerror(rc));
-			*wait = 1;
-			return DRAIN_ERROR;
+	uint32_t attempts = d->read_after == 0 ? d->head_attempts : 0;
+	*nexp = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (max_age_us > 0 && now_us - r[i].enqueue_us > max_age_us) {
+			expired[(*nexp)++] = r[i].seq;
+			continue;
 		}
-		d->c.expired += gone;
-		d->log(d->log_ctx, LOG_WARNING, "dropped %llu events older than max_age_seconds %g",
-		       (unsigned long long)gone, d->p.max_age);
-		if (nsend == 0)
-			return DRAIN_PROGRESS;
+		struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = r[i].seq};
+		if (d->p.delivery_metadata) {
+			x.flags |= SPOOL_JSON_DELIVERY;
+			x.attempts = attempts + 1;
+			x.spooled_seconds = (double)(now_us - r[i].enqueue_us) / 1e6;
+		}
+		size_t at = b->json.len;
+		int rc = spool_event_to_json(r[i].data, r[i].len, &x, &b->json);
+		if (rc == -EINVAL) {
+			/* never handed to a transport: dead-lettered here */
+			b->json.len = at;
+			b->bad[b->nbad++] = (struct spool_reject){r[i].seq, SPOOL_ECORRUPT,
+								  "stored event is not a well-formed msgpack map"};
+			continue;
+		}
+		if (rc)
+			return rc;
+		const char *id;
+		size_t idlen;
+		size_t idat = SIZE_MAX;
+		if (spool_event_get_str(r[i].data, r[i].len, "client_event_id", &id, &idlen) == 0) {
+			idat = b->ids.len;
+			if (spool_buf_append(&b->ids, id, idlen) || spool_buf_append(&b->ids, "", 1))
+				return -ENOMEM;
+		}
+		b->ev[b->n++] = (struct spool_tx_event){
+			.seq = r[i].seq,
+			.severity = r[i].severity,
+			.enqueue_us = r[i].enqueue_us,
+			.json = (const char *)(uintptr_t)at, /* fixed up below: the buffer may move */
+			.json_len = b->json.len - at,
+			.client_event_id = (const char *)(uintptr_t)idat,
+			.attempts = attempts,
+		};
 	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct spool_tx_event *e = &b->ev[i];
+		e->json = b->json.data + (uintptr_t)e->json;
+		uintptr_t idat = (uintptr_t)e->client_event_id;
+		e->client_event_id = idat == SIZE_MAX ? NULL : b->ids.data + idat;
+	}
+	return 0;
+}
 
-	d->failed = false;
-	d->stopped = false;
-	d->max_retry_after = -1;
-	memset(d->out, 0, nsend * sizeof(*d->out));
-	send_range(d, 0, nsend, d->active);
+/* ---- requests ---- */
 
+static struct req *new_req(struct batch *b, size_t off, size_t n, size_t link)
+{
+	struct req *q = calloc(1, sizeof(*q));
+	if (!q)
+		return NULL;
+	q->b = b;
+	q->off = off;
+	q->n = n;
+	q->link = link;
+	b->open++;
+	return q;
+}
+
+static void queue_req(struct drain *d, struct req *q)
+{
+	q->next = NULL;
+	if (d->waiting_tail)
+		d->waiting_tail->next = q;
+	else
+		d->waiting = q;
+	d->waiting_tail = q;
+}
+
+/* Requests made in answer to one request, in the order they are to start. */
+struct run {
+	struct req *head, *tail;
+};
+
+/* Adds off..off+n of b for link to the run, one event per request where
+ * the link takes no more.  0 or -ENOMEM. */
+static int run_add(struct run *r, struct batch *b, size_t off, size_t n, size_t link, const struct drain *d)
+{
+	bool one = (d->chain[link].tx->flags & SPOOL_TX_F_ONE_PER_REQUEST) != 0;
+	size_t step = one ? 1 : n;
+	for (size_t i = 0; i < n; i += step) {
+		struct req *q = new_req(b, off + i, step < n - i ? step : n - i, link);
+		if (!q)
+			return -ENOMEM;
+		if (r->tail)
+			r->tail->next = q;
+		else
+			r->head = q;
+		r->tail = q;
+	}
+	return 0;
+}
+
+/* What answers ask for goes before what waited already, so that a split
+ * or a fall-back keeps the events in spool order. */
+static void run_front(struct drain *d, struct run *r)
+{
+	if (!r->head)
+		return;
+	r->tail->next = d->waiting;
+	if (!d->waiting)
+		d->waiting_tail = r->tail;
+	d->waiting = r->head;
+}
+
+static void run_drop(struct run *r)
+{
+	while (r->head) {
+		struct req *q = r->head;
+		r->head = q->next;
+		q->b->open--;
+		free(q);
+	}
+	r->tail = NULL;
+}
+
+/* Queues off..off+n of b for link at the end.  0 or -ENOMEM. */
+static int queue_range(struct drain *d, struct batch *b, size_t off, size_t n, size_t link)
+{
+	struct run r = {NULL, NULL};
+	if (run_add(&r, b, off, n, link, d)) {
+		run_drop(&r);
+		return -ENOMEM;
+	}
+	for (struct req *q = r.head, *next; q; q = next) {
+		next = q->next;
+		queue_req(d, q);
+	}
+	return 0;
+}
+
+static void reject_one(struct spool_tx_outcome *o, int status, const char *why)
+{
+	o->result = SPOOL_TX_REJECTED;
+	o->status = status;
+	snprintf(o->reason, sizeof(o->reason), "%s", why);
+}
+
+/* What an answer to q says, beyond its per-event outcomes: more requests
+ * (halves, one by one, the next link) or a failure of the whole endpoint. */
+static void answered(struct drain *d, struct req *q, double now)
+{
+	struct batch *b = q->b;
+	const struct drain_link *l = &d->chain[q->link];
+	struct spool_tx_status *cs = &q->r.status;
+	struct run more = {NULL, NULL};
+	size_t ok = 0;
+	switch (cs->call) {
+	case SPOOL_TXC_DONE:
+		for (size_t i = 0; i < q->n; i++)
+			ok += b->out[q->off + i].result == SPOOL_TX_ACCEPTED;
+		if (ok) {
+			double per = (now - q->started) / (double)ok / (double)(q->window ? q->window : 1);
+			d->spe = d->spe < 0 ? per : 0.8 * d->spe + 0.2 * per;
+		}
+		return;
+	case SPOOL_TXC_FALLBACK:
+		if (q->link + 1 < d->nchain) {
+			d->log(d->log_ctx, LOG_WARNING, "%s: %s: falling back to %s for this endpoint", l->tx->name,
+			       cs->message, d->chain[q->link + 1].tx->name);
+			if (d->active == q->link)
+				d->active = q->link + 1;
+			if (run_add(&more, b, q->off, q->n, q->link + 1, d) == 0) {
+				run_front(d, &more);
+				return;
+			}
+			run_drop(&more);
+			cs->call = SPOOL_TXC_TRANSIENT;
+			break;
+		}
+		cs->call = SPOOL_TXC_MISSING;
+		break;
+	case SPOOL_TXC_SPLIT:
+		if (q->n > 1) {
+			d->log(d->log_ctx, LOG_INFO, "%s: %s: splitting %zu events in halves", l->tx->name, cs->message,
+			       q->n);
+			size_t h = q->n / 2;
+			if (run_add(&more, b, q->off, h, q->link, d) == 0 &&
+			    run_add(&more, b, q->off + h, q->n - h, q->link, d) == 0) {
+				run_front(d, &more);
+				return;
+			}
+			run_drop(&more);
+			cs->call = SPOOL_TXC_TRANSIENT;
+			break;
+		}
+		/* a transport refusing one event as a whole rejects it */
+		reject_one(&b->out[q->off], cs->status, cs->message[0] ? cs->message : "refused");
+		return;
+	case SPOOL_TXC_ISOLATE:
+		if (q->n > 1) {
+			size_t nt = q->link + 1 < d->nchain ? q->link + 1 : q->link;
+			d->log(d->log_ctx, LOG_WARNING, "%s: %s: sending its %zu events one by one through %s",
+			       l->tx->name, cs->message, q->n, d->chain[nt].tx->name);
+			bool okq = true;
+			for (size_t i = 0; i < q->n && okq; i++)
+				okq = run_add(&more, b, q->off + i, 1, nt, d) == 0;
+			if (okq) {
+				run_front(d, &more);
+				return;
+			}
+			run_drop(&more);
+			cs->call = SPOOL_TXC_TRANSIENT;
+			break;
+		}
+		reject_one(&b->out[q->off], cs->status, cs->message[0] ? cs->message : "rejected");
+		return;
+	default:
+		break;
+	}
+	/* AUTH, MISSING, TRANSIENT: the whole endpoint failed; the outcomes the
+	 * transport filled before stopping still count */
+	d->c.failures++;
+	if (!b->failed) {
+		b->failed = true;
+		b->fail = *cs;
+	}
+	/* the ranges not started yet wait for the next try */
+	drop_waiting(d);
+	d->halted = true;
+}
+
+/* A finished request: its outcomes are in the batch; what its status asks
+ * for comes next. */
+static void finished(struct drain *d, struct spool_tx_request *r, double now)
+{
+	struct req *q = r->host;
+	d->open--;
+	d->open_on[q->link]--;
+	answered(d, q, now);
+	q->b->open--;
+	free(q);
+}
+
+/* Starts q (or fails it locally).  Returns 0, or 1 when the transport had
+ * no room (q stays first in the queue). */
+static int start(struct drain *d, struct req *q, double now)
+{
+	const struct drain_link *l = &d->chain[q->link];
+	struct batch *b = q->b;
+	memset(b->out + q->off, 0, q->n * sizeof(*b->out));
+	q->r = (struct spool_tx_request){
+		.events = b->ev + q->off,
+		.count = q->n,
+		.out = b->out + q->off,
+		.status = {.call = SPOOL_TXC_DONE, .retry_after = -1},
+		.host = q,
+	};
+	q->started = now;
+	q->window = d->open + 1;
+	d->last_request = now;
+	d->c.requests++;
+	d->c.sent += q->n;
+	d->open++;
+	d->open_on[q->link]++;
+	if (d->open > d->c.max_in_flight)
+		d->c.max_in_flight = d->open;
+	int rc = l->tx->send ? l->tx->send(l->state, &q->r) : l->tx->submit(l->state, &q->r);
+	if (rc == -EBUSY && !l->tx->send) {
+		d->open--;
+		d->open_on[q->link]--;
+		d->c.requests--;
+		d->c.sent -= q->n;
+		return 1;
+	}
+	if (rc) {
+		memset(b->out + q->off, 0, q->n * sizeof(*b->out));
+		q->r.status.call = SPOOL_TXC_TRANSIENT;
+		snprintf(q->r.status.message, sizeof(q->r.status.message), "transport %s: local failure: %s",
+			 l->tx->name, strerror(rc < 0 ? -rc : rc));
+	}
+	if (rc || l->tx->send)
+		finished(d, &q->r, mono_now());
+	return 0;
+}
+
+/* Collects the answers that arrived, waiting at most timeout seconds for
+ * the first.  Returns how many. */
+static size_t collect(struct drain *d, double timeout)
+{
+	struct spool_tx_request *done[MAX_WINDOW];
+	size_t got = 0;
+	/* wait on the link with the most requests open, then look at the rest */
+	size_t busiest = 0;
+	for (size_t i = 1; i < d->nchain; i++)
+		if (d->open_on[i] > d->open_on[busiest])
+			busiest = i;
+	for (size_t pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < d->nchain; i++) {
+			const struct drain_link *l = &d->chain[i];
+			if (!d->open_on[i] || !l->tx->poll || (pass == 0) != (i == busiest))
+				continue;
+			int n = l->tx->poll(l->state, pass == 0 ? timeout : 0, done, MAX_WINDOW);
+			if (n < 0) {
+				d->log(d->log_ctx, LOG_ERR, "transport %s: poll: %s", l->tx->name, strerror(-n));
+				continue;
+			}
+			double now = mono_now();
+			for (int k = 0; k < n; k++)
+				finished(d, done[k], now);
+			got += (size_t)n;
+		}
+	return got;
+}
+
+/* ---- settling ---- */
+
+/* Settles a batch whose requests all finished: deletes the accepted,
+ * dead-letters the rejected and the corrupt, counts what stays.  Returns 0,
+ * or the spool's error (the batch is then kept for another try). */
+static int settle(struct drain *d, struct batch *b, bool *kept)
+{
+	size_t need = b->n + b->nbad + 1;
+	if (need > d->settle_cap) {
+		uint64_t *acked = realloc(d->acked, need * sizeof(*acked));
+		if (acked)
+			d->acked = acked;
+		struct spool_reject *rej = realloc(d->rej, need * sizeof(*rej));
+		if (rej)
+			d->rej = rej;
+		if (!acked || !rej)
+			return -ENOMEM;
+		d->settle_cap = need;
+	}
+	uint64_t *acked = d->acked;
+	struct spool_reject *rej = d->rej;
 	size_t na = 0, nr = 0, nkeep = 0;
-	for (size_t i = 0; i < nsend; i++) {
-		struct spool_tx_outcome *o = &d->out[i];
+	for (size_t i = 0; i < b->nbad; i++) {
+		rej[nr++] = b->bad[i];
+		d->log(d->log_ctx, LOG_WARNING, "event %llu: %s: dead-lettered", (unsigned long long)b->bad[i].seq,
+		       b->bad[i].reason);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct spool_tx_outcome *o = &b->out[i];
 		switch (o->result) {
 		case SPOOL_TX_ACCEPTED:
-			d->acked[na++] = d->ev[i].seq;
+			acked[na++] = b->ev[i].seq;
 			break;
 		case SPOOL_TX_REJECTED:
-			d->rej[nr++] = (struct spool_reject){d->ev[i].seq, o->status, o->reason};
+			rej[nr++] = (struct spool_reject){b->ev[i].seq, o->status, o->reason};
 			d->log(d->log_ctx, LOG_WARNING, "event %llu rejected for good (%d %s): dead-lettered",
-			       (unsigned long long)d->ev[i].seq, o->status, o->reason);
+			       (unsigned long long)b->ev[i].seq, o->status, o->reason);
 			break;
 		case SPOOL_TX_RETRY_AFTER:
 			if (o->retry_after > d->max_retry_after)
@@ -482,31 +706,63 @@ enum drain_result drain_step(struct drain *d, double *wait)
 			nkeep++;
 		}
 	}
+	int rc = 0;
 	if (na || nr) {
 		uint64_t settled = 0;
-		rc = spool_settle(d->s, d->acked, na, d->rej, nr, &settled);
+		rc = spool_settle(d->s, acked, na, rej, nr, &settled);
 		if (rc) {
 			/* not deleted: they are sent again (the server dedups) */
 			d->log(d->log_ctx, LOG_ERR, "settling %zu events: %s", na + nr, spool_strerror(rc));
-			*wait = 1;
-			return DRAIN_ERROR;
+		} else {
+			d->c.acked += na;
+			d->c.dead += nr;
 		}
-		d->c.acked += na;
-		d->c.dead += nr;
 	}
+	if (rc)
+		return rc;
 	if (na) {
 		d->last_success = wall_now();
 		d->success_dirty = true;
 	}
 	d->c.retried += nkeep;
-	if (d->stopped)
-		return na || nr ? DRAIN_PROGRESS : DRAIN_PACE;
-	if (nkeep == 0 && !d->failed) {
-		backoff_reset(&d->bo);
-		return DRAIN_PROGRESS;
-	}
+	*kept = nkeep > 0;
+	return 0;
+}
 
-	/* something stays: wait before the next try */
+/* Settles every batch whose requests finished; one where something stays
+ * halts the window (no new batch) and keeps the first whole failure for
+ * plan_retry().  Returns how many were settled, or -1 when the spool
+ * failed. */
+static int settle_finished(struct drain *d)
+{
+	int n = 0;
+	for (struct batch **pb = &d->batches; *pb;) {
+		struct batch *b = *pb;
+		if (b->open) {
+			pb = &b->next;
+			continue;
+		}
+		bool kept = false;
+		if (settle(d, b, &kept))
+			return -1;
+		if (kept || b->failed) {
+			d->halted = true;
+			if (b->failed && !d->failed) {
+				d->failed = true;
+				d->fail = b->fail;
+			}
+		}
+		*pb = b->next;
+		batch_put(d, b);
+		n++;
+	}
+	return n;
+}
+
+/* Once a halted window is empty: the wait before the next try (one backoff
+ * step per round, however many requests failed in it), logged. */
+static double plan_retry(struct drain *d)
+{
 	double delay, ra = d->max_retry_after;
 	const char *why = "some events were not accepted";
 	if (d->failed) {
@@ -521,10 +777,209 @@ enum drain_result drain_step(struct drain *d, double *wait)
 	if (auth)
 		d->log(d->log_ctx, LOG_ERR, "%s; keeping every event, next try in %.1f s", why, delay);
 	else
-		d->log(d->log_ctx, LOG_WARNING, "%s; %zu events kept, next try in %.3f s%s", why, nkeep, delay,
+		d->log(d->log_ctx, LOG_WARNING, "%s; events kept, next try in %.3f s%s", why, delay,
 		       ra >= 0 ? " (Retry-After)" : "");
 	note_error(d, why);
-	d->next_attempt = mono_now() + delay;
-	*wait = delay;
-	return na || nr ? DRAIN_PROGRESS : DRAIN_BACKOFF;
+	d->failed = false;
+	d->max_retry_after = -1;
+	return delay;
+}
+
+/* Reads the next batch after what is out and queues it.  1 when one was
+ * queued, 0 when the spool holds nothing more, -1 on a spool failure. */
+static int read_next(struct drain *d)
+{
+	struct spool_batch *sb = NULL;
+	int rc = spool_read_batch(d->s, d->read_after, d->p.batch_size, d->p.max_batch_bytes, &sb);
+	if (rc) {
+		d->log(d->log_ctx, LOG_ERR, "reading the spool: %s", spool_strerror(rc));
+		return -1;
+	}
+	size_t n = spool_batch_count(sb);
+	if (n == 0) {
+		spool_batch_release(sb);
+		return 0;
+	}
+	const struct spool_record *r = spool_batch_records(sb);
+	uint64_t last = r[n - 1].seq;
+	struct batch *b = batch_get(d, n);
+	uint64_t *expired = d->p.max_age > 0 ? calloc(n, sizeof(*expired)) : NULL;
+	size_t nexp = 0;
+	rc = b && (expired || d->p.max_age <= 0) ? encode_batch(d, b, r, n, expired, &nexp) : -ENOMEM;
+	/* the read transaction ends before any send */
+	spool_batch_release(sb);
+	if (rc) {
+		d->log(d->log_ctx, LOG_ERR, "out of memory for a batch of %zu", n);
+		if (b)
+			batch_put(d, b);
+		free(expired);
+		return -1;
+	}
+	if (nexp) {
+		uint64_t gone = 0;
+		/* a policy removal: counted by the spool as an eviction, not an ack */
+		rc = spool_discard(d->s, expired, nexp, &gone);
+		free(expired);
+		if (rc) {
+			d->log(d->log_ctx, LOG_ERR, "dropping expired events: %s", spool_strerror(rc));
+			batch_put(d, b);
+			return -1;
+		}
+		d->c.expired += gone;
+		d->log(d->log_ctx, LOG_WARNING, "dropped %llu events older than max_age_seconds %g",
+		       (unsigned long long)gone, d->p.max_age);
+	} else {
+		free(expired);
+	}
+	d->read_after = last;
+	b->next = d->batches;
+	d->batches = b;
+	if (b->n && queue_range(d, b, 0, b->n, d->active)) {
+		d->log(d->log_ctx, LOG_ERR, "out of memory for the requests of a batch of %zu", b->n);
+		drop_waiting(d);
+		d->halted = true;
+	}
+	return 1;
+}
+
+static bool stop_now(struct drain *d)
+{
+	if (!d->stopped && d->cancelled && d->c.requests && d->cancelled(d->cancel_ctx))
+		d->stopped = true;
+	return d->stopped;
+}
+
+/* Whether min_request_interval holds the next request start back. */
+static double pace_left(const struct drain *d, double now)
+{
+	if (d->p.min_request_interval <= 0 || d->c.requests == 0)
+		return 0;
+	double left = d->last_request + d->p.min_request_interval - now;
+	return left > 0 ? left : 0;
+}
+
+enum drain_result drain_step(struct drain *d, double *wait)
+{
+	*wait = 0;
+	drain_housekeep(d);
+	bool progress = false;
+	size_t reads = 0;
+
+	if (d->open)
+		progress |= collect(d, 0) > 0;
+	for (;;) {
+		double now = mono_now();
+		/* start what waits, as the window and the pace allow */
+		while (d->waiting && d->open < d->p.max_in_flight && !stop_now(d) && pace_left(d, now) == 0) {
+			struct req *q = d->waiting;
+			d->waiting = q->next;
+			if (!d->waiting)
+				d->waiting_tail = NULL;
+			if (start(d, q, now)) {
+				queue_req(d, q); /* no room in the transport: later */
+				break;
+			}
+			progress = true;
+			now = mono_now();
+		}
+		int s = settle_finished(d);
+		if (s < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
+		}
+		progress |= s > 0;
+		/* a new batch when nothing waits and nothing stays; at most a
+		 * window's worth per step, so the caller's housekeeping and
+		 * signals get their turn */
+		if (d->waiting || d->halted || stop_now(d) || d->open >= d->p.max_in_flight ||
+		    reads >= d->p.max_in_flight || now < d->next_attempt || pace_left(d, now) > 0)
+			break;
+		int r = read_next(d);
+		if (r < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
+		}
+		if (r == 0)
+			break;
+		reads++;
+		progress = true;
+	}
+
+	double now = mono_now();
+	if (d->open == 0 && d->halted) {
+		/* everything out came back and something stays: the next try
+		 * starts from the head, after the backoff */
+		drop_waiting(d);
+		if (settle_finished(d) < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
+		}
+		d->halted = false;
+		d->read_after = 0;
+		d->next_attempt = now + plan_retry(d);
+		*wait = d->next_attempt - now;
+		return progress ? DRAIN_PROGRESS : DRAIN_BACKOFF;
+	}
+	if (d->open == 0 && !d->waiting) {
+		d->read_after = 0;
+		if (progress) {
+			backoff_reset(&d->bo);
+			return DRAIN_PROGRESS;
+		}
+		if (d->stopped)
+			return DRAIN_PACE;
+		if (now < d->next_attempt) {
+			*wait = d->next_attempt - now;
+			return DRAIN_BACKOFF;
+		}
+		if (pace_left(d, now) > 0) {
+			*wait = pace_left(d, now);
+			return DRAIN_PACE;
+		}
+		return DRAIN_IDLE;
+	}
+	if (progress)
+		return DRAIN_PROGRESS;
+	if (d->open == 0) {
+		/* ranges wait for the pace alone */
+		*wait = pace_left(d, now);
+		return DRAIN_PACE;
+	}
+	/* requests in flight, nothing else to do now: wait a little for
+	 * answers (or until the pace lets the next one start) */
+	double slice = WAIT_SLICE;
+	if (d->waiting && d->open < d->p.max_in_flight && pace_left(d, now) < slice)
+		slice = pace_left(d, now);
+	collect(d, slice);
+	return DRAIN_BUSY;
+}
+
+size_t drain_finish(struct drain *d, double timeout)
+{
+	double deadline = mono_now() + timeout;
+	drop_waiting(d);
+	d->stopped = true;
+	while (d->open && mono_now() < deadline) {
+		double left = deadline - mono_now();
+		collect(d, left < WAIT_SLICE ? left : WAIT_SLICE);
+		drop_waiting(d); /* answers asking for more are not followed now */
+		if (settle_finished(d) < 0)
+			break;
+	}
+	settle_finished(d);
+	if (d->halted && d->open == 0) {
+		d->halted = false;
+		d->read_after = 0;
+		d->next_attempt = mono_now() + plan_retry(d);
+	}
+	d->stopped = false;
+	return d->open;
+}
+
+int drain_reconfigure(struct drain *d, const struct drain_params *p, const struct drain_link *chain, size_t n)
+{
+	drain_finish(d, 30);
+	if (d->open)
+		return -EBUSY;
+	return set_chain(d, p, chain, n);
 }

@@ -1,7 +1,9 @@
-/* drain.h — the drain loop: read a batch from the spool, send it through a
- * transport chain, delete on acknowledgement, dead-letter permanent
- * rejections, keep everything else and back off.  No global state: the
- * agent runs one, and the library's embedded sender can run another.
+/* drain.h — the drain loop: read batches from the spool, encode each event
+ * once, hand them to a transport chain with up to max_in_flight requests
+ * open, delete on acknowledgement, dead-letter permanent rejections (and
+ * corrupt records, before any transport sees them), keep everything else
+ * and back off.  The one place that decides each event's fate.  No global
+ * state.
  *
  *   struct drain *d;
  *   drain_create(spool, &params, chain, n, log, log_ctx, &d);
@@ -9,6 +11,7 @@
  *           double wait;
  *           switch (drain_step(d, &wait)) { ... }   // see enum drain_result
  *   }
+ *   drain_finish(d, 30);   // settles what is in flight
  *   drain_destroy(d);
  */
 #ifndef AGENT_DRAIN_H
@@ -24,6 +27,7 @@
 struct drain_params {
 	size_t batch_size;
 	size_t max_batch_bytes;
+	size_t max_in_flight; /* requests open at once (0 or 1: one at a time) */
 	double min_request_interval;
 	double retry_initial, retry_max, retry_multiplier;
 	bool retry_jitter;
@@ -44,10 +48,11 @@ typedef void (*drain_log_fn)(void *ctx, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 enum drain_result {
-	DRAIN_IDLE = 0,	    /* the spool is empty */
-	DRAIN_PROGRESS = 1, /* events were settled: call again */
+	DRAIN_IDLE = 0,	    /* the spool is empty and nothing is in flight */
+	DRAIN_PROGRESS = 1, /* events were sent or settled: call again */
 	DRAIN_PACE = 2,	    /* min_request_interval: call again after *wait */
 	DRAIN_BACKOFF = 3,  /* a send failed: events remain; call again after *wait */
+	DRAIN_BUSY = 4,	    /* requests are in flight: call again (the step waited a little) */
 	DRAIN_ERROR = -1,   /* the spool failed (logged); call again after *wait */
 };
 
@@ -59,8 +64,9 @@ struct drain_counters {
 	uint64_t dead;	   /* dead-lettered */
 	uint64_t retried;  /* outcomes that kept an event */
 	uint64_t expired;  /* dropped by max_age */
-	uint64_t failures; /* calls that failed as a whole */
+	uint64_t failures; /* requests that failed as a whole */
 	uint64_t recovered; /* ring records moved by spool_recover() */
+	uint64_t max_in_flight; /* most requests seen open at once */
 };
 
 struct drain;
@@ -69,19 +75,31 @@ struct drain;
  * caller's.  0 or -ENOMEM / -EINVAL. */
 int drain_create(struct spool *s, const struct drain_params *p, const struct drain_link *chain, size_t n,
 		 drain_log_fn log, void *log_ctx, struct drain **out);
-/* Publishes the figures one last time and frees; NULL-safe. */
+/* Settles nothing more: call drain_finish() first.  Publishes the figures
+ * one last time and frees; NULL-safe. */
 void drain_destroy(struct drain *d);
-/* New parameters and chain (SIGHUP): resets the backoff and the fallback. */
+/* New parameters and chain (SIGHUP): waits for the requests in flight on
+ * the old chain (drain_finish()), then resets the backoff and the fallback. */
 int drain_reconfigure(struct drain *d, const struct drain_params *p, const struct drain_link *chain,
 		      size_t n);
-/* Called between requests of one step; a true answer stops the step early
- * (the events not sent stay in the spool). */
+/* Checked before each request starts; a true answer starts no more (the
+ * events not sent stay in the spool; those in flight finish). */
 void drain_set_cancel(struct drain *d, bool (*cancelled)(void *ctx), void *ctx);
 
-/* One round: at most one batch read and sent (split, isolated or fallen back
- * as the answers say).  *wait gets the seconds to wait before the next call
- * for DRAIN_PACE, DRAIN_BACKOFF and DRAIN_ERROR. */
+/* One round: collects the answers that arrived and settles what they
+ * decide, then starts requests while the window has room (reading the
+ * spool, splitting, isolating or falling back as answers say).  *wait gets
+ * the seconds to wait before the next call for DRAIN_PACE, DRAIN_BACKOFF
+ * and DRAIN_ERROR. */
 enum drain_result drain_step(struct drain *d, double *wait);
+
+/* Starts nothing new and waits up to timeout seconds for the requests in
+ * flight, settling their events.  Returns how many are still open (their
+ * events stay in the spool). */
+size_t drain_finish(struct drain *d, double timeout);
+
+/* Requests open now. */
+size_t drain_in_flight(const struct drain *d);
 
 /* What drain_step() does first, for a caller waiting a long time between
  * steps: publishes the figures every meta_interval (when they changed) and

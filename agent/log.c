@@ -9,6 +9,8 @@
 
 #include "log.h"
 
+#define LOG_LINE_MAX 2048 /* bytes of one line, after the key is scrubbed */
+
 void agent_log_open(struct agent_log *l, int level, bool use_syslog)
 {
 	if (l->syslog && !use_syslog)
@@ -42,7 +44,9 @@ static void scrub(const char *msg, const char *secret, char *out, size_t len)
 	static const char mark[] = "[api key]";
 	size_t sl = strlen(secret), n = 0;
 	while (*msg && n + 1 < len) {
-		if (strncmp(msg, secret, sl) == 0 && n + sizeof(mark) <= len) {
+		if (strncmp(msg, secret, sl) == 0) {
+			if (n + sizeof(mark) > len)
+				break; /* no room for the mark: cut here, never in the key */
 			memcpy(out + n, mark, sizeof(mark) - 1);
 			n += sizeof(mark) - 1;
 			msg += sl;
@@ -76,16 +80,32 @@ void agent_log(void *ctx, int level, const char *fmt, ...)
 	struct agent_log *l = ctx;
 	if (l && level > l->level)
 		return;
-	char msg[2048];
+	/* the whole line first: a key must be scrubbed before the line is cut
+	 * to LOG_LINE_MAX, or a cut key would be left in part */
+	char small[LOG_LINE_MAX], *full = small;
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	int n = vsnprintf(small, sizeof(small), fmt, ap);
 	va_end(ap);
-	char clean[sizeof(msg)];
-	if (l && l->secret && strstr(msg, l->secret)) {
-		scrub(msg, l->secret, clean, sizeof(clean));
-		memcpy(msg, clean, sizeof(msg));
+	if (n >= (int)sizeof(small)) {
+		full = malloc((size_t)n + 1);
+		if (full) {
+			va_start(ap, fmt);
+			vsnprintf(full, (size_t)n + 1, fmt, ap);
+			va_end(ap);
+		} else {
+			full = small; /* cut: drop the last bytes that could hold a key */
+			size_t keep = sizeof(small) - 1, kl = l && l->secret ? strlen(l->secret) : 0;
+			small[keep > kl ? keep - kl : 0] = '\0';
+		}
 	}
+	char msg[LOG_LINE_MAX];
+	if (l && l->secret && strstr(full, l->secret))
+		scrub(full, l->secret, msg, sizeof(msg));
+	else
+		snprintf(msg, sizeof(msg), "%s", full);
+	if (full != small)
+		free(full);
 	if (l && l->syslog) {
 		syslog(level, "%s", msg);
 		return;

@@ -2,6 +2,7 @@
  * signals, SIGHUP reload) around the drain loop of drain.c. */
 #include <errno.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,16 +21,15 @@
 #include <spool/spool.h>
 #include <spool/spool.h>
 
+#include "codec/endpoint.h"
 #include "config.h"
 #include "drain.h"
 #include "log.h"
-#include "plugin.h"
-
-#ifndef SPOOL_PLUGIN_INSTALL_DIR
-#define SPOOL_PLUGIN_INSTALL_DIR "/usr/local/lib/master-log-spool/plugins"
-#endif
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
+
+/* How long SIGTERM waits for the requests in flight. */
+#define FINISH_SECONDS 30
 
 #define TLS_OFF_WARNING                                                                            \
 	"tls.verify is false: the server's certificate and name are not checked, so anyone on the "  \
@@ -37,43 +38,76 @@ enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
 /* What one configuration brings up: the transport instances. */
 struct runtime {
 	struct agent_config cfg;
-	struct spool_tx_config txc;
-	struct plugin plugins[AGENT_MAX_TRANSPORTS];
+	struct spool_tx_config txc[AGENT_MAX_TRANSPORTS];
 	struct drain_link links[AGENT_MAX_TRANSPORTS];
 	size_t n;
+	char endpoint[300];   /* the chain's first endpoint (a URL key), without user:password@ */
+	const char *secret;   /* the chain's first secret (the API key), for redaction */
+	bool tls_off;	      /* some section of the chain has tls.verify false */
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: spool-agent [-c FILE] [--spool DIR] [--endpoint URL] [--once] [--check-config]\n"
-		"                   [--log-level LEVEL]\n"
+		"                   [--log-level LEVEL] [--exit-idle SECONDS] [--detach]\n"
 		"\n"
-		"Drains a master-log-spool spool to Master Log over plugin transports and\n"
+		"Drains a master-log-spool spool to Master Log over its transports and\n"
 		"deletes each event only once the far side acknowledged it.\n"
 		"\n"
 		"  -c, --config FILE   YAML configuration (conf/spool-agent.yaml documents it)\n"
 		"      --spool DIR     spool directory (overrides the file and MASTER_LOG_SPOOL_DIR)\n"
-		"      --endpoint URL  Master Log endpoint (overrides the file and MASTER_LOG_ENDPOINT)\n"
+		"      --endpoint URL  Master Log endpoint, http.endpoint (overrides the file and\n"
+		"                      MASTER_LOG_ENDPOINT)\n"
 		"      --once          drain until empty or nothing more can be sent now, then exit:\n"
 		"                      0 when the spool is empty, 3 when events remain\n"
 		"      --check-config  validate the configuration and the transports, then exit\n"
 		"      --log-level L   error, warning, info or debug\n"
-		"      --help-config   list every configuration key with its default\n"
+		"      --exit-idle S   exit once the spool has been empty, with no new event\n"
+		"                      and no wake-up, for S seconds (agents started by the\n"
+		"                      client library)\n"
+		"      --detach        run in the background: return once the agent holds the\n"
+		"                      spool's agent lock (0) or has failed (its exit status)\n"
+		"      --help-config   list every configuration key with its default (with -c,\n"
+		"                      the keys of the file's transports loaded from .so too)\n"
 		"  -h, --help          this text\n"
 		"  -V, --version       print the version\n"
 		"\n"
 		"Exit status: 0 success, 1 runtime failure, 2 bad usage or configuration,\n"
-		"3 (--once) events remain.  SIGTERM/SIGINT finish the request in flight and\n"
+		"3 (--once) events remain.  SIGTERM/SIGINT finish the requests in flight and\n"
 		"exit; SIGHUP reloads the configuration.\n");
 }
 
 static void runtime_free(struct runtime *rt)
 {
 	for (size_t i = 0; i < rt->n; i++)
-		plugin_unload(&rt->plugins[i]);
+		if (rt->links[i].tx && rt->links[i].tx->destroy && rt->links[i].state)
+			rt->links[i].tx->destroy(rt->links[i].state);
 	rt->n = 0;
 	config_free(&rt->cfg);
+}
+
+/* What the chain's sections say that the agent reports itself. */
+static void runtime_describe(struct runtime *rt)
+{
+	const struct agent_config *c = &rt->cfg;
+	for (size_t s = 1; s < c->nsections; s++) {
+		const struct agent_section *sec = &c->sections[s];
+		if (!sec->in_chain)
+			continue;
+		for (size_t i = 0; i < sec->noptions; i++) {
+			const struct spool_tx_option *o = &sec->options[i];
+			const struct spool_tx_value *v = &sec->values[i];
+			if (!v->set)
+				continue;
+			if (o->kind == SPOOL_TX_URL && !rt->endpoint[0])
+				spool_endpoint_display(v->text, rt->endpoint, sizeof(rt->endpoint));
+			if ((o->kind == SPOOL_TX_SECRET || o->kind == SPOOL_TX_SECRET_FILE) && !rt->secret)
+				rt->secret = v->text;
+			if (o->type == SPOOL_TX_BOOL && strcmp(o->key, "tls.verify") == 0 && !v->boolean)
+				rt->tls_off = true;
+		}
+	}
 }
 
 /* Loads the configuration and its transports (and makes instances when
@@ -85,39 +119,34 @@ static int runtime_load(struct runtime *rt, const char *path, const struct agent
 	if (config_load(path, ov, &rt->cfg, err, errlen))
 		return -1;
 	struct agent_config *c = &rt->cfg;
-	const char *dirs[3] = {c->plugin_dir, getenv("SPOOL_PLUGIN_DIR"), SPOOL_PLUGIN_INSTALL_DIR};
-	rt->txc = (struct spool_tx_config){
-		.struct_size = sizeof(struct spool_tx_config),
-		.endpoint = c->endpoint_root,
-		.api_key = c->api_key,
-		.headers = c->headers,
-		.nheaders = c->nheaders,
-		.gzip = c->gzip,
-		.connect_timeout = c->connect_timeout,
-		.request_timeout = c->request_timeout,
-		.tls_verify = c->tls_verify,
-		.ca_file = c->ca_file,
-		.client_cert = c->client_cert,
-		.client_key = c->client_key,
-		.user_agent = "master-log-spool/" SPOOL_VERSION_STRING,
-		.max_body_bytes = (size_t)c->max_batch_bytes,
-		.file_path = c->file_path,
-		.log = agent_log,
-		.log_ctx = log,
-	};
-	for (size_t i = 0; i < c->ntransports; i++) {
-		struct plugin *p = &rt->plugins[i];
-		char why[900];
-		if (plugin_load(c->transports[i], dirs, 3, p, why, sizeof(why))) {
-			snprintf(err, errlen, "%s: key 'transports': %s", path ? path : "configuration", why);
-			goto fail;
-		}
+	runtime_describe(rt);
+	for (size_t i = 0; i < AGENT_MAX_TRANSPORTS && c->plugins[i].tx; i++) {
+		const struct spool_transport *tx = c->plugins[i].tx;
+		const struct agent_section *sec = tx->section ? config_section(c, tx->section) : NULL;
+		rt->txc[i] = (struct spool_tx_config){
+			.struct_size = sizeof(struct spool_tx_config),
+			.name = tx->name,
+			.values = sec ? sec->values : NULL,
+			.nvalues = sec ? sec->noptions : 0,
+			.user_agent = "master-log-spool/" SPOOL_VERSION_STRING,
+			.max_batch_events = (size_t)c->batch_size,
+			.max_body_bytes = (size_t)c->max_batch_bytes,
+			.max_in_flight = tx->submit ? (uint32_t)c->max_in_flight : 1,
+			.log = agent_log,
+			.log_ctx = log,
+		};
+		rt->links[i] = (struct drain_link){tx, NULL};
 		rt->n = i + 1;
-		if (create && plugin_create(p, &rt->txc, why, sizeof(why))) {
-			snprintf(err, errlen, "transport %s: %s", c->transports[i], why);
+		if (!create || !tx->create)
+			continue;
+		char why[512] = "";
+		int rc = tx->create(&rt->txc[i], &rt->links[i].state, why, sizeof(why));
+		if (rc) {
+			snprintf(err, errlen, "transport %s (%s): %s", tx->name, c->plugins[i].path,
+				 why[0] ? why : strerror(-rc));
+			rt->links[i].state = NULL;
 			goto fail;
 		}
-		rt->links[i] = (struct drain_link){p->tx, p->state};
 	}
 	return 0;
 fail:
@@ -130,6 +159,7 @@ static void drain_params_from(const struct agent_config *c, struct drain_params 
 	*p = (struct drain_params){
 		.batch_size = (size_t)c->batch_size,
 		.max_batch_bytes = (size_t)c->max_batch_bytes,
+		.max_in_flight = (size_t)c->max_in_flight,
 		.min_request_interval = c->min_request_interval,
 		.retry_initial = c->retry_initial,
 		.retry_max = c->retry_max,
@@ -146,15 +176,15 @@ static void drain_params_from(const struct agent_config *c, struct drain_params 
 static void describe(const struct runtime *rt, struct agent_log *log, const char *what)
 {
 	char key[64], chain[256] = "";
-	config_redact_key(rt->cfg.api_key, key, sizeof(key));
+	config_redact_key(rt->secret, key, sizeof(key));
 	for (size_t i = 0; i < rt->n; i++) {
 		size_t l = strlen(chain);
-		snprintf(chain + l, sizeof(chain) - l, "%s%s", i ? " -> " : "", rt->plugins[i].tx->name);
+		snprintf(chain + l, sizeof(chain) - l, "%s%s", i ? " -> " : "", rt->links[i].tx->name);
 	}
-	agent_log(log, LOG_INFO, "%s: spool %s, endpoint %s, api key %s, transports %s, batch %ld", what,
-		  rt->cfg.spool, rt->cfg.endpoint_root ? rt->cfg.endpoint_root : "(none)", key, chain,
-		  rt->cfg.batch_size);
-	if (!rt->cfg.tls_verify)
+	agent_log(log, LOG_INFO, "%s: spool %s, endpoint %s, api key %s, transports %s, batch %ld, in flight %ld",
+		  what, rt->cfg.spool, rt->endpoint[0] ? rt->endpoint : "(none)", key, chain, rt->cfg.batch_size,
+		  rt->cfg.max_in_flight);
+	if (rt->tls_off)
 		agent_log(log, LOG_WARNING, "%s", TLS_OFF_WARNING);
 }
 
@@ -210,6 +240,125 @@ static int to_ms(double s)
 	return ms > INT_MAX / 2 ? INT_MAX / 2 : (int)ms;
 }
 
+/* ---- --detach ---- */
+
+/* The write end of the pipe to the parent that --detach leaves waiting; -1
+ * when not detached, or once that parent was told. */
+static int detach_fd = -1;
+
+/* Forks.  The child goes on, in a session of its own; the parent waits until
+ * the child holds the agent lock (detach_ready(): exit 0) or has ended (the
+ * child's exit status), so that whoever started the agent learns which, and
+ * the agent is nobody's child to reap.  Returns in the child, or -1 when the
+ * fork failed. */
+static int detach_begin(void)
+{
+	int p[2];
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		setsid();
+		detach_fd = p[1];
+		return 0;
+	}
+	close(p[1]);
+	char b;
+	ssize_t n;
+	while ((n = read(p[0], &b, 1)) < 0 && errno == EINTR)
+		;
+	if (n == 1)
+		_exit(0);
+	int st = 0;
+	pid_t w;
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	_exit(w == pid && WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+static void detach_ready(void)
+{
+	if (detach_fd < 0)
+		return;
+	char b = 1;
+	ssize_t n;
+	while ((n = write(detach_fd, &b, 1)) < 0 && errno == EINTR)
+		;
+	close(detach_fd);
+	detach_fd = -1;
+}
+
+/* ---- --exit-idle ----
+ *
+ * An agent the client library started exits by itself once the spool has
+ * been empty, with no new event (its next sequence unchanged) and no wake-up,
+ * for `seconds`.  It lets go of the agent lock first and then looks once
+ * more: a producer wakes the agent before it looks at the lock, so one that
+ * still found the lock held left a wake-up that is seen here, and the agent
+ * takes the lock back (or, when the agent that producer started has it
+ * already, leaves the spool to that one). */
+struct idle_exit {
+	double seconds; /* 0: never */
+	double since;	/* the last sign of a producer */
+	uint64_t next_seq;
+};
+
+static void idle_exit_init(struct idle_exit *ie, double seconds, struct spool *s)
+{
+	struct spool_stats st;
+	*ie = (struct idle_exit){.seconds = seconds, .since = mono_now()};
+	if (spool_stats(s, &st) == 0)
+		ie->next_seq = st.next_seq;
+}
+
+/* true when the spool is empty and no event came since the last look */
+static bool idle_spool_quiet(struct spool *s, uint64_t *next_seq)
+{
+	struct spool_stats st;
+	if (spool_stats(s, &st) != 0)
+		return false;
+	bool quiet = st.pending == 0 && st.next_seq == *next_seq;
+	*next_seq = st.next_seq;
+	return quiet;
+}
+
+static bool idle_wake_pending(int wfd)
+{
+	struct pollfd pf = {.fd = wfd, .events = POLLIN};
+	return wfd >= 0 && poll(&pf, 1, 0) > 0;
+}
+
+/* true when the agent is to exit now, the agent lock already released */
+static bool idle_exit_due(struct idle_exit *ie, struct spool *s, int wfd, bool woken,
+			  struct agent_log *log)
+{
+	double now = mono_now();
+	if (!idle_spool_quiet(s, &ie->next_seq) || woken) {
+		ie->since = now;
+		return false;
+	}
+	if (now - ie->since < ie->seconds)
+		return false;
+	spool_agent_unlock(s);
+	if (!idle_wake_pending(wfd) && idle_spool_quiet(s, &ie->next_seq)) {
+		agent_log(log, LOG_INFO, "the spool has been empty and idle for %g s: exiting (--exit-idle)",
+			  ie->seconds);
+		return true;
+	}
+	if (spool_agent_lock(s) != 0) {
+		agent_log(log, LOG_INFO, "idle, and another agent took the spool over: exiting");
+		return true;
+	}
+	ie->since = now;
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -219,6 +368,8 @@ int main(int argc, char **argv)
 		{"once", no_argument, NULL, 'o'},
 		{"check-config", no_argument, NULL, 'k'},
 		{"log-level", required_argument, NULL, 'l'},
+		{"exit-idle", required_argument, NULL, 'x'},
+		{"detach", no_argument, NULL, 'D'},
 		{"help-config", no_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
@@ -226,7 +377,9 @@ int main(int argc, char **argv)
 	};
 	const char *path = NULL;
 	struct agent_overrides ov = {0};
-	bool once = false, check = false;
+	bool detach = false;
+	double exit_idle = 0;
+	bool once = false, check = false, help_config = false;
 	int c;
 	while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
 		switch (c) {
@@ -248,9 +401,24 @@ int main(int argc, char **argv)
 		case 'l':
 			ov.log_level = optarg;
 			break;
+		case 'x': {
+			char *end;
+			errno = 0;
+			exit_idle = strtod(optarg, &end);
+			if (errno || end == optarg || *end || !isfinite(exit_idle) || exit_idle <= 0 ||
+			    exit_idle > 31536000) {
+				fprintf(stderr, "spool-agent: --exit-idle: expected seconds above 0, got '%s'\n",
+					optarg);
+				return EXIT_CONFIG;
+			}
+			break;
+		}
+		case 'D':
+			detach = true;
+			break;
 		case 'K':
-			config_print_keys(stdout);
-			return 0;
+			help_config = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -267,6 +435,20 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 
+	if (help_config) {
+		/* with -c FILE, the keys of the file's chain loaded from shared
+		 * objects too */
+		struct agent_config hc;
+		char herr[1024];
+		bool loaded = path && config_load(path, &ov, &hc, herr, sizeof(herr)) == 0;
+		config_print_keys(stdout, loaded ? &hc : NULL);
+		if (loaded)
+			config_free(&hc);
+		else if (path)
+			fprintf(stderr, "spool-agent: %s (only the built-in transports are listed)\n", herr);
+		return 0;
+	}
+
 	struct agent_log log = {.level = LOG_INFO};
 	struct runtime *rt = calloc(1, sizeof(*rt));
 	char err[1024];
@@ -281,16 +463,24 @@ int main(int argc, char **argv)
 	}
 	if (check) {
 		char key[64];
-		config_redact_key(rt->cfg.api_key, key, sizeof(key));
+		config_redact_key(rt->secret, key, sizeof(key));
 		printf("spool-agent: configuration OK: spool %s, endpoint %s, api key %s, %zu transport(s)\n",
-		       rt->cfg.spool, rt->cfg.endpoint_root ? rt->cfg.endpoint_root : "(none)", key, rt->n);
-		if (!rt->cfg.tls_verify)
+		       rt->cfg.spool, rt->endpoint[0] ? rt->endpoint : "(none)", key, rt->n);
+		if (rt->tls_off)
 			fprintf(stderr, "spool-agent: warning: %s\n", TLS_OFF_WARNING);
 		runtime_free(rt);
 		free(rt);
 		return 0;
 	}
 	runtime_free(rt);
+
+	/* --detach: from here on the agent runs in a child; this process
+	 * returns once that child holds the agent lock or has failed */
+	if (detach && detach_begin() != 0) {
+		fprintf(stderr, "spool-agent: --detach: cannot fork: %s\n", strerror(errno));
+		free(rt);
+		return 1;
+	}
 
 	/* Signals are blocked and read from a signalfd: a request in flight is
 	 * never interrupted, and the loop sees them between requests. */
@@ -313,7 +503,7 @@ int main(int argc, char **argv)
 		return EXIT_CONFIG;
 	}
 	agent_log_open(&log, config_log_level(rt->cfg.log_level), strcmp(rt->cfg.log_target, "syslog") == 0);
-	agent_log_set_secret(&log, rt->cfg.api_key);
+	agent_log_set_secret(&log, rt->secret);
 	check_spool_modes(&log, rt->cfg.spool, 0);
 
 	struct spool_options so;
@@ -339,6 +529,7 @@ int main(int argc, char **argv)
 	if (wfd < 0)
 		agent_log(&log, LOG_WARNING, "no wake-up FIFO in %s (%s): polling every %g s", rt->cfg.spool,
 			  strerror(-wfd), rt->cfg.flush_interval);
+	detach_ready(); /* --detach: the lock is held */
 	struct drain_params dp;
 	drain_params_from(&rt->cfg, &dp);
 	rc = drain_create(s, &dp, rt->links, rt->n, agent_log, &log, &d);
@@ -349,11 +540,13 @@ int main(int argc, char **argv)
 	drain_set_cancel(d, stop_pending, NULL);
 	describe(rt, &log, once ? "draining once" : "started");
 
+	struct idle_exit idle;
+	idle_exit_init(&idle, once ? 0 : exit_idle, s);
 	bool stop = false;
 	for (;;) {
 		double wait = 0;
 		enum drain_result r = drain_step(d, &wait);
-		if (r == DRAIN_PROGRESS && !stop_pending(NULL))
+		if ((r == DRAIN_PROGRESS || r == DRAIN_BUSY) && !stop_pending(NULL))
 			continue;
 		if (once && r == DRAIN_IDLE) {
 			status = 0;
@@ -395,6 +588,11 @@ int main(int argc, char **argv)
 		}
 		if (stop)
 			break;
+		if (idle.seconds > 0 &&
+		    idle_exit_due(&idle, s, wfd, wfd >= 0 && (pf[1].revents & POLLIN), &log)) {
+			status = 0;
+			break;
+		}
 		if (reload) {
 			/* the transports keep pointers into their runtime: it lives
 			 * on the heap until the next reload replaces it */
@@ -420,9 +618,15 @@ int main(int argc, char **argv)
 			rt = nrt;
 			agent_log_open(&log, config_log_level(rt->cfg.log_level),
 				       strcmp(rt->cfg.log_target, "syslog") == 0);
-			agent_log_set_secret(&log, rt->cfg.api_key);
+			agent_log_set_secret(&log, rt->secret);
 			describe(rt, &log, "reloaded");
 		}
+	}
+	if (d && drain_in_flight(d)) {
+		size_t left = drain_finish(d, FINISH_SECONDS);
+		if (left)
+			agent_log(&log, LOG_WARNING, "%zu requests still open after %d s: their events stay in the spool",
+				  left, FINISH_SECONDS);
 	}
 	if (stop) {
 		struct spool_stats st;

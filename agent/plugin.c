@@ -1,17 +1,32 @@
 /* plugin.c — the transport loader. */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "plugin.h"
+#include "transports.h"
+
+const struct spool_transport *const plugin_builtin[] = {
+	&spool_tx_http_batch,
+	&spool_tx_http_single,
+	&spool_tx_file,
+};
+const size_t plugin_nbuiltin = sizeof(plugin_builtin) / sizeof(plugin_builtin[0]);
 
 int plugin_load(const char *name, const char *const *dirs, size_t ndirs, struct plugin *p, char *err,
 		size_t errlen)
 {
 	memset(p, 0, sizeof(*p));
+	for (size_t i = 0; i < plugin_nbuiltin; i++)
+		if (strcmp(plugin_builtin[i]->name, name) == 0) {
+			p->tx = plugin_builtin[i];
+			snprintf(p->path, sizeof(p->path), "(built in)");
+			return 0;
+		}
 	if (strchr(name, '/')) {
 		snprintf(p->path, sizeof(p->path), "%s", name);
 	} else {
@@ -46,12 +61,14 @@ found:
 			 (unsigned)tx->abi_version, (unsigned)SPOOL_TRANSPORT_ABI);
 		goto fail;
 	}
-	/* ABI 1 starts with the fields up to send; later fields are read only
-	 * when struct_size covers them */
-	if (tx->struct_size < offsetof(struct spool_transport, send) + sizeof(tx->send) || !tx->name ||
-	    !tx->send) {
-		snprintf(err, errlen, "transport '%s': %s: incomplete entry (no name or send callback)", name,
-			 p->path);
+	/* the fields up to flags are ABI 2's; later ones are read only when
+	 * struct_size covers them */
+	bool async = tx->submit && tx->poll;
+	if (tx->struct_size < offsetof(struct spool_transport, flags) + sizeof(tx->flags) || !tx->name ||
+	    (!tx->send && !async) || (tx->noptions && !tx->options)) {
+		snprintf(err, errlen,
+			 "transport '%s': %s: incomplete entry (it needs a name, and send or submit and poll)",
+			 name, p->path);
 		goto fail;
 	}
 	p->tx = tx;
@@ -62,28 +79,10 @@ fail:
 	return -1;
 }
 
-int plugin_create(struct plugin *p, const struct spool_tx_config *cfg, char *err, size_t errlen)
-{
-	p->state = NULL;
-	if (!p->tx->create)
-		return 0;
-	char e[512] = "";
-	int rc = p->tx->create(cfg, &p->state, e, sizeof(e));
-	if (rc) {
-		snprintf(err, errlen, "transport '%s' (%s): %s", p->tx->name, p->path, e[0] ? e : strerror(-rc));
-		p->state = NULL;
-		return -1;
-	}
-	return 0;
-}
-
 void plugin_unload(struct plugin *p)
 {
 	if (!p)
 		return;
-	if (p->tx && p->tx->destroy && p->state)
-		p->tx->destroy(p->state);
-	p->state = NULL;
 	p->tx = NULL;
 	if (p->dl)
 		dlclose(p->dl);

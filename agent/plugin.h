@@ -1,4 +1,5 @@
-/* plugin.h — loading transports with dlopen (include/spool/transport.h). */
+/* plugin.h — finding transports (include/spool/transport.h): the built-in
+ * ones by name, any other as a shared object loaded with dlopen. */
 #ifndef AGENT_PLUGIN_H
 #define AGENT_PLUGIN_H
 
@@ -7,19 +8,22 @@
 #include <spool/transport.h>
 
 struct plugin {
-	void *dl;
+	void *dl; /* NULL for a built-in transport */
 	const struct spool_transport *tx;
-	void *state; /* after plugin_create() */
-	char path[4096];
+	char path[4096]; /* the shared object's path, or "(built in)" */
 };
 
-/* Finds <name>.so in dirs[0..ndirs) (NULL entries skipped), or loads `name`
- * itself when it contains a '/'; checks the entry symbol and its ABI.  0, or
- * -1 with err naming the file and the problem. */
+/* The built-in transports, in the order --help-config lists them. */
+extern const struct spool_transport *const plugin_builtin[];
+extern const size_t plugin_nbuiltin;
+
+/* A built-in transport by name; otherwise <name>.so in dirs[0..ndirs)
+ * (NULL entries skipped), or `name` itself when it contains a '/'; checks
+ * the entry symbol and its ABI.  0, or -1 with err naming the file and the
+ * problem. */
 int plugin_load(const char *name, const char *const *dirs, size_t ndirs, struct plugin *p, char *err,
 		size_t errlen);
-int plugin_create(struct plugin *p, const struct spool_tx_config *cfg, char *err, size_t errlen);
-/* Destroys the instance and unloads; NULL-safe, idempotent. */
+/* Unloads; NULL-safe, idempotent. */
 void plugin_unload(struct plugin *p);
 
 #endif

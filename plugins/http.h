@@ -1,6 +1,8 @@
-/* http.h — what http_batch and http_single share: one reused libcurl easy
- * handle (keep-alive), the request headers of PROTOCOL.md, gzip with the 415
- * fall-back, Retry-After, and response capture.  Compiled into each plugin. */
+/* http.h — what http_batch and http_single share (and the client's direct
+ * send, through http_single): the `http:` section's keys, one libcurl multi
+ * handle with up to max_in_flight transfers on kept-alive connections, the
+ * request headers of PROTOCOL.md, gzip with the 415 fall-back, Retry-After,
+ * and the one table from HTTP status to an event's fate. */
 #ifndef SPOOL_PLUGIN_HTTP_H
 #define SPOOL_PLUGIN_HTTP_H
 
@@ -8,54 +10,113 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "codec/json.h"
 #include <spool/transport.h>
 
-struct http_conn {
-	CURL *curl;
-	const struct spool_tx_config *cfg;
-	char *url;
-	char user_agent[160];
-	bool gzip; /* current setting: turned off for good after a 415 */
-	struct spool_buf gz;   /* compressed body */
-	struct spool_buf resp; /* answer body */
-	double retry_after;    /* from the last answer, < 0 if none */
-	char location[256];    /* Location of the last answer ("" if none), for messages */
-	char errbuf[CURL_ERROR_SIZE];
+#include "codec/json.h"
+
+/* The rows of http_options[], in order: spool_tx_config.values[i] holds
+ * the value of row i. */
+enum http_key {
+	HTTP_ENDPOINT,
+	HTTP_API_KEY,
+	HTTP_API_KEY_FILE,
+	HTTP_HEADERS,
+	HTTP_GZIP,
+	HTTP_TLS_VERIFY,
+	HTTP_TLS_CA_FILE,
+	HTTP_TLS_CLIENT_CERT,
+	HTTP_TLS_CLIENT_KEY,
+	HTTP_CONNECT_TIMEOUT,
+	HTTP_REQUEST_TIMEOUT,
+	HTTP_PROXY,
+	HTTP_NKEYS
 };
 
-/* The answer to one POST. */
+/* The `http:` section, shared by http_batch and http_single. */
+extern const struct spool_tx_option http_options[HTTP_NKEYS];
+
+/* The rules no single row states: an endpoint, one source of the key,
+ * client certificate and key together. */
+int http_check(const struct spool_tx_value *v, size_t n, size_t *key, char *why, size_t whylen);
+
+/* ---- the fate table (PROTOCOL.md) ---- */
+
+/* Where an answer's status was met. */
+enum http_use {
+	HTTP_USE_SINGLE, /* POST ROOT/api/v1/logs */
+	HTTP_USE_BATCH,	 /* POST ROOT/api/v1/logs/batch, the request as a whole */
+	HTTP_USE_RESULT, /* one entry of a 207's results */
+};
+
+enum http_fate {
+	HTTP_ACCEPT,	/* accepted: delete */
+	HTTP_REJECT,	/* rejected for good: dead-letter */
+	HTTP_KEEP,	/* this event stays, the others go on (207 entries) */
+	HTTP_AUTH,	/* credentials refused: keep all, back off long */
+	HTTP_MISSING,	/* endpoint missing: keep all, back off long */
+	HTTP_FALLBACK,	/* no batch endpoint: next transport of the chain */
+	HTTP_SPLIT,	/* too large: halves */
+	HTTP_BISECT,	/* some event poisons the batch: halves, recursively, to find it */
+	HTTP_ISOLATE,	/* nobody knows which events were taken: one by one */
+	HTTP_TRANSIENT, /* keep all, retry after the backoff */
+	HTTP_PER_EVENT, /* 207: read the results */
+};
+
+/* The fate of status (0: no answer) met as `use`. */
+enum http_fate http_fate(long status, enum http_use use);
+
+/* ---- one answer ---- */
+
 struct http_answer {
-	long status; /* 0: no answer (network error, timeout) */
-	double retry_after;
-	const char *body; /* c->resp.data, NUL-terminated, may be "" */
+	long status;	   /* 0: no answer (network error, timeout); message says why */
+	double retry_after; /* < 0 if none */
+	const char *body;  /* NUL-terminated, may be "" */
 	size_t body_len;
+	const char *location; /* Location header ("" if none) */
+	const char *message;  /* no answer: the network error */
 };
-
-/* path: "/api/v1/logs" or "/api/v1/logs/batch".  0 or a negative errno with
- * err filled. */
-int http_conn_init(struct http_conn *c, const struct spool_tx_config *cfg, const char *path,
-		   char *err, size_t errlen);
-void http_conn_fini(struct http_conn *c);
-
-/* POSTs body[0..len) with the protocol's headers (and Idempotency-Key when
- * idem is not NULL).  Compresses when gzip is on; a 415 to a compressed body
- * turns gzip off for this connection and resends uncompressed.  Returns 0
- * with *ans filled (ans->status 0 and msg set when no answer came), or a
- * negative errno for a local failure. */
-int http_conn_post(struct http_conn *c, const char *body, size_t len, const char *idem,
-		   struct http_answer *ans, char *msg, size_t msglen);
-
-/* Fills call->call/status/retry_after/message for an answer that is not a
- * per-event verdict: 401/403 AUTH, 3xx/408/429/5xx/other TRANSIENT, no
- * answer TRANSIENT. */
-void http_classify_failure(const struct http_conn *c, const struct http_answer *a,
-			   struct spool_tx_status *call, const char *what);
 
 /* Copies the "detail" (or the start of the body) of an answer into buf. */
 void http_detail(const struct http_answer *a, char *buf, size_t len);
 
+/* Fills a request's status for an answer that concerns the whole endpoint
+ * (fate AUTH, MISSING or TRANSIENT); `what` names the request in the message. */
+void http_fail_call(const struct http_answer *a, enum http_fate fate, struct spool_tx_status *st,
+		    const char *what);
+
 /* Parses Retry-After (delta seconds or an HTTP-date); < 0 if unusable. */
 double http_parse_retry_after(const char *value);
+
+/* ---- the client: transfers in flight ---- */
+
+struct http_client;
+struct http_xfer;
+
+/* What a transport does with a finished transfer: fill req->out and
+ * req->status from the answer.  body is the JSON the transfer carried. */
+typedef void (*http_answer_fn)(struct http_client *c, struct spool_tx_request *req,
+			       const struct http_answer *a, const struct spool_buf *body);
+
+/* path: "/api/v1/logs" or "/api/v1/logs/batch".  0 or a negative errno
+ * with err filled. */
+int http_client_create(const struct spool_tx_config *cfg, const char *path, http_answer_fn on_answer,
+		       struct http_client **out, char *err, size_t errlen);
+/* Abandons what is in flight (no answer is waited for) and frees. */
+void http_client_destroy(struct http_client *c);
+
+/* The body buffer a new request may fill before http_submit(), or NULL when
+ * max_in_flight transfers are open already. */
+struct spool_buf *http_body(struct http_client *c);
+/* Starts a POST of the body just filled (http_body()), with an
+ * Idempotency-Key when idem is not NULL.  0, or a negative errno (the
+ * transfer was not started). */
+int http_submit(struct http_client *c, struct spool_tx_request *req, const char *idem);
+/* Hands req back finished without a transfer (out and status already
+ * filled): the next http_poll() returns it. */
+void http_finish_now(struct http_client *c, struct spool_tx_request *req);
+/* The transport ABI's poll(): waits at most timeout seconds. */
+int http_poll(struct http_client *c, double timeout, struct spool_tx_request **done, size_t max);
+
+const struct spool_tx_config *http_config(const struct http_client *c);
 
 #endif

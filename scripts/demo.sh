@@ -52,7 +52,7 @@ done
 say "receiver and agent"
 start_receiver 0
 echo "mlog-receiver on 127.0.0.1:$PORT, storing to $WORK/received.jsonl"
-MASTER_LOG_API_KEY=$KEY SPOOL_PLUGIN_DIR=$B/plugins \
+MASTER_LOG_API_KEY=$KEY \
   "$B/agent/spool-agent" --spool "$SPOOL" --endpoint "http://127.0.0.1:$PORT" \
   --log-level info 2>"$WORK/agent.log" &
 AGENT_PID=$!

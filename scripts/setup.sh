@@ -9,7 +9,7 @@ PACKAGES=(
   meson ninja-build pkg-config gcc libc6-dev
   liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libcurl4-openssl-dev
   check zlib1g-dev libmicrohttpd-dev libjansson-dev
-  util-linux curl strace fiu-utils
+  util-linux curl strace fiu-utils openssl
 )
 
 missing=()

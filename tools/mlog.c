@@ -187,12 +187,12 @@ int main(int argc, char **argv)
 		}
 	}
 	/* a short-lived command: each event is committed (sync durability)
-	 * before mlog goes on; the agent sends it, never a thread of mlog */
+	 * before mlog goes on; a running agent sends it (mlog starts none) */
 	struct mlog_config cfg = {
 		.spool_dir = dir,
 		.durability = "sync",
 		.async_mode = sync ? MLOG_OFF : MLOG_ON,
-		.embedded_sender = MLOG_OFF,
+		.spawn_agent = MLOG_OFF,
 		.backpressure = MLOG_OFF,
 	};
 	char err[512];

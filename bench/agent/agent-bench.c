@@ -6,9 +6,10 @@
  * (raw fdatasync latency: the agent commits one synced delete per batch).
  *
  * agent-bench [--events N] [--quick] [--receiver PATH] [--agent PATH]
- *             [--plugins DIR] [--dir TMPDIR]
+ *             [--dir TMPDIR]
  * --fill-only DIR (after --events) fills DIR and exits, for profiling by hand.
- * Defaults come from $MLOG_RECEIVER, $SPOOL_AGENT and $SPOOL_PLUGIN_DIR. */
+ * Defaults come from $MLOG_RECEIVER and $SPOOL_AGENT (the HTTP transports
+ * are built into the agent). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -207,14 +208,14 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{"events", required_argument, NULL, 'n'}, {"quick", no_argument, NULL, 'q'},
 		{"receiver", required_argument, NULL, 'r'}, {"agent", required_argument, NULL, 'a'},
-		{"plugins", required_argument, NULL, 'p'}, {"dir", required_argument, NULL, 'd'},
+		{"dir", required_argument, NULL, 'd'},
 		{"json", no_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
 		{"fill-only", required_argument, NULL, 'f'},
 		{NULL, 0, NULL, 0},
 	};
 	uint64_t n = 1000000;
 	const char *rx_exe = getenv("MLOG_RECEIVER"), *agent = getenv("SPOOL_AGENT");
-	const char *plugins = getenv("SPOOL_PLUGIN_DIR"), *base = "/tmp";
+	const char *base = "/tmp";
 	int c;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -230,9 +231,6 @@ int main(int argc, char **argv)
 		case 'a':
 			agent = optarg;
 			break;
-		case 'p':
-			plugins = optarg;
-			break;
 		case 'd':
 			base = optarg;
 			break;
@@ -244,20 +242,18 @@ int main(int argc, char **argv)
 		default:
 			fprintf(c == 'h' ? stdout : stderr,
 				"usage: agent-bench [--events N] [--quick] [--receiver PATH] [--agent PATH] "
-				"[--plugins DIR] [--dir TMPDIR]\n");
+				"[--dir TMPDIR]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
-	if (!rx_exe || !agent || !plugins || n == 0)
-		die("need --receiver, --agent and --plugins (or MLOG_RECEIVER, SPOOL_AGENT, SPOOL_PLUGIN_DIR)");
+	if (!rx_exe || !agent || n == 0)
+		die("need --receiver and --agent (or MLOG_RECEIVER, SPOOL_AGENT)");
 	/* absolute paths: the children run elsewhere */
-	static char rx_abs[PATH_MAX], agent_abs[PATH_MAX], plugins_abs[PATH_MAX];
-	if (!realpath(rx_exe, rx_abs) || !realpath(agent, agent_abs) || !realpath(plugins, plugins_abs))
-		die("--receiver, --agent or --plugins names no file");
+	static char rx_abs[PATH_MAX], agent_abs[PATH_MAX];
+	if (!realpath(rx_exe, rx_abs) || !realpath(agent, agent_abs))
+		die("--receiver or --agent names no file");
 	rx_exe = rx_abs;
 	agent = agent_abs;
-	plugins = plugins_abs;
-	setenv("SPOOL_PLUGIN_DIR", plugins, 1);
 
 	char tmp[512];
 	snprintf(tmp, sizeof(tmp), "%s/agent-bench-XXXXXX", base);
@@ -290,9 +286,9 @@ int main(int argc, char **argv)
 		rx_start(&rx, rx_exe, tmp);
 		FILE *f = fopen(conf, "w");
 		fprintf(f,
-			"spool: %s\nendpoint: http://127.0.0.1:%d\nbatch_size: %d\ngzip: %s\n"
+			"spool: %s\nhttp:\n  endpoint: http://127.0.0.1:%d\n  gzip: %s\nbatch_size: %d\n"
 			"log:\n  level: warning\n",
-			spool, rx.port, cases[i].batch, cases[i].gzip ? "true" : "false");
+			spool, rx.port, cases[i].gzip ? "true" : "false", cases[i].batch);
 		fclose(f);
 		const char *av[] = {agent, "-c", conf, "--once", NULL};
 		struct rusage ru;

@@ -15,7 +15,11 @@
  *
  * By default (async mode) each call commits one event to the spool on local
  * disk (see spool.h for the durability modes) and returns at once;
- * spool-agent, or the embedded sender thread when no agent runs, sends it.
+ * spool-agent, a process of its own, sends it.  When no agent runs on the
+ * spool the library starts one (spawn_agent), which exits by itself once
+ * the spool has stayed empty and idle for a while.  No request to the
+ * server is made on a thread of the calling program, apart from the direct
+ * send below, in the caller's own thread.
  * With async_mode false a call POSTs its event to ROOT/api/v1/logs and
  * returns the server's answer; an event the server cannot take now is
  * spooled instead.
@@ -26,7 +30,7 @@
  *
  * Failures are never fatal: no call aborts, exits or prints.  Every call is
  * thread-safe, and safe in a child after fork() (the child reopens the
- * spool; the parent's sender thread does not run there).
+ * spool and leaves the parent's connection alone).
  */
 #ifndef SPOOL_MLOG_H
 #define SPOOL_MLOG_H
@@ -100,7 +104,7 @@ struct mlog_result {
 	int status_code; /* HTTP status of a direct send (async_mode false); 0 otherwise */
 	char event_id[MLOG_EVENT_ID_MAX]; /* the server's id (direct send), else the client_event_id
 	                                   */
-	bool queued;                      /* the event sits in the spool for a sender */
+	bool queued;                      /* the event sits in the spool for the agent */
 	bool accepted; /* the spool or the server took the event (false: dropped or rejected) */
 	char error[MLOG_ERROR_MAX]; /* "" when ok and nothing to report */
 };
@@ -150,9 +154,21 @@ struct mlog_config {
 	const char *spool_dir;               /* MASTER_LOG_SPOOL_DIR (spool_default_dir()) */
 	const char *durability;  /* MASTER_LOG_DURABILITY: sync, commit, buffered (commit) */
 	int64_t max_spool_bytes; /* MASTER_LOG_MAX_SPOOL_BYTES (1 GiB) */
-	enum mlog_switch
-	    embedded_sender; /* run the drain loop in-process when no agent runs (on) */
+	/* MASTER_LOG_SPAWN_AGENT: start spool-agent for the spool when none
+	 * runs (on) */
+	enum mlog_switch spawn_agent;
+	const char *ca_file; /* MASTER_LOG_CA_FILE: CA bundle (PEM) for https endpoints (the
+	                      * system's) */
+	/* MASTER_LOG_AGENT_IDLE_SECONDS: how long an agent the library started
+	 * stays with an empty spool and no new event before it exits (30; at
+	 * least 3 x flush_interval_seconds) */
+	double agent_idle_seconds;
 };
+
+/* At exit (and in mlog_shutdown(), mlog_client_free()), how long the
+ * library waits at most for the agent to acknowledge what this process
+ * logged, when an agent runs. */
+#define MLOG_EXIT_WAIT_SECONDS 2.0
 
 /* ---- the process-wide client ---- */
 
@@ -160,8 +176,8 @@ struct mlog_config {
  * from the environment, then the defaults) and checks them.  Returns 0, or
  * -EINVAL when a field or a MASTER_LOG_* variable is bad (the previous
  * settings then stay; mlog_configure_ex() gives the sentence naming it).  The next
- * logging call opens the spool with the new settings (the old sender thread
- * is stopped first). */
+ * logging call opens the spool with the new settings (the old client is
+ * shut down first, as by mlog_shutdown()). */
 MLOG_API int mlog_configure(const struct mlog_config *cfg);
 /* The same, with the sentence in err (may be NULL). */
 MLOG_API int mlog_configure_ex(const struct mlog_config *cfg, char *err, size_t errlen);
@@ -183,14 +199,19 @@ MLOG_API struct mlog_result mlog_ex_v(const struct mlog_opts *opts, const char *
     MLOG_PRINTF(2, 0);
 
 /* Waits until every event this process logged before the call has left
- * the spool (acknowledged by the server through spool-agent or the embedded
- * sender, or dead-lettered), or timeout_seconds passed (ok false; error says
- * how many are still pending).  With no sender at all it times out. */
+ * the spool (acknowledged by the server through spool-agent, or
+ * dead-lettered), or timeout_seconds passed (ok false; error says how many
+ * are still pending, and why when known).  Starts spool-agent first when
+ * none runs (spawn_agent); when none runs and none can be started (not
+ * found, refused its settings) it fails at once, saying why.  With no
+ * endpoint, or spawn_agent off, and no agent running it times out. */
 MLOG_API struct mlog_result mlog_flush(double timeout_seconds);
 
-/* Commits what is staged, flushes for a short while when the embedded
- * sender runs (best effort), stops it and closes the spool.  Logging again
- * afterwards starts over.  Also run at normal exit (atexit). */
+/* Commits what is staged, wakes the agent (starting one if need be) and,
+ * only when an agent runs, waits at most MLOG_EXIT_WAIT_SECONDS for its
+ * acknowledgements (best effort; never on a network call), then closes the
+ * spool.  Logging again afterwards starts over.  Also run at normal exit
+ * (atexit). */
 MLOG_API void mlog_shutdown(void);
 
 /* ---- client objects (no global state) ---- */

@@ -1,10 +1,13 @@
 /* mlog.c — the Master Log client API (spool/mlog.h): client objects, the
  * process-wide client, async spooling with wake-ups and backpressure, the
- * direct send with its fall-back to the spool, flush, fork and exit. */
+ * start of spool-agent when none runs (spawn.c), the direct send with its
+ * fall-back to the spool, flush, fork and exit.  No network code runs here
+ * but the direct send, in the caller's thread. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,20 +22,20 @@
 
 #define BACKPRESSURE_REFRESH 0.1  /* seconds between reads of the backlog */
 #define FLUSH_POLL           0.01 /* seconds between looks at the spool's head */
-#define EXIT_FLUSH_SECONDS   2.0  /* best-effort flush at exit with the embedded sender */
-#define SENDER_RETRY         10.0 /* seconds between attempts to start a sender that failed */
+#define SPAWN_RETRY          10.0 /* seconds between attempts to start an agent after a failure */
 
 struct mlog_client {
 	struct mlog_client *prev, *next; /* every client, for fork() */
 	pthread_mutex_t mu;              /* held briefly, never across a send or a wait */
-	struct mlog_settings set;
-	pid_t pid; /* the process that owns s, direct and sender */
+	struct mlog_settings set;        /* never changes after client_alloc() */
+	pid_t pid;                       /* the process that owns s and direct */
 	struct spool *s;
 	struct mlog_direct *direct;
-	struct mlog_sender *sender;
-	double sender_retry;               /* monotonic: no new start attempt before */
-	char sender_error[MLOG_ERROR_MAX]; /* why the last start failed */
-	uint64_t logged;                   /* events spooled by this handle */
+	double signalled;                 /* monotonic: the last wake-up and look at the agent */
+	bool spawning;                    /* a thread is starting spool-agent */
+	double spawn_retry;               /* monotonic: no new start after a failure before */
+	char spawn_error[MLOG_ERROR_MAX]; /* why the last start failed ("" when it did not) */
+	uint64_t logged;                  /* events spooled by this handle */
 	double bp_checked;
 	double bp_spe;
 	uint64_t bp_pending;
@@ -52,6 +55,27 @@ static struct mlog_settings g_settings; /* from mlog_configure() */
 static bool g_configured;
 static pthread_once_t atexit_once = PTHREAD_ONCE_INIT;
 
+/* Direct-send connections let go of at exit or in a forked child: never
+ * torn down there (at exit the TLS library may have been cleaned up
+ * already; in a child the connection is the parent's), but kept reachable
+ * from here, so that leak checkers do not report them. */
+struct kept_direct {
+	struct kept_direct *next;
+	struct mlog_direct *d;
+};
+static _Atomic(struct kept_direct *) kept_directs;
+
+static void keep_direct(struct mlog_direct *d)
+{
+	struct kept_direct *k = d ? malloc(sizeof(*k)) : NULL;
+	if (!k)
+		return;
+	k->d = d;
+	k->next = atomic_load(&kept_directs);
+	while (!atomic_compare_exchange_weak(&kept_directs, &k->next, k))
+		;
+}
+
 static void fork_prepare(void)
 {
 	pthread_mutex_lock(&list_mu);
@@ -67,8 +91,8 @@ static void fork_parent(void)
 }
 
 /* The child has one thread: every lock starts afresh.  What belongs to the
- * parent (spool handle, connection, sender thread) is dropped at the
- * client's next call, seeing the pid change. */
+ * parent (spool handle, connection) is dropped at the client's next call,
+ * seeing the pid change. */
 static void fork_child(void)
 {
 	pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
@@ -157,10 +181,10 @@ int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, cha
 	return 0;
 }
 
-/* In a child after fork(): forget the parent's handle, connection and
- * sender.  The spool handle only frees memory in a child; the connection
- * and the sender are left alone (closing a TLS connection the parent still
- * uses would write to it).  Called with c->mu held. */
+/* In a child after fork(): forget the parent's handle and connection, and
+ * start over with the agent.  The spool handle only frees memory in a
+ * child; the connection is left alone (closing a TLS connection the parent
+ * still uses would write to it).  Called with c->mu held. */
 static void client_after_fork(struct mlog_client *c)
 {
 	pid_t me = getpid();
@@ -168,8 +192,12 @@ static void client_after_fork(struct mlog_client *c)
 		return;
 	spool_close(c->s); /* SPOOL_EFORKED handle: frees memory only */
 	c->s = NULL;
+	keep_direct(c->direct);
 	c->direct = NULL;
-	c->sender = NULL;
+	c->signalled = 0;
+	c->spawning = false; /* another thread of the parent was starting one */
+	c->spawn_retry = 0;
+	c->spawn_error[0] = '\0';
 	c->logged = 0;
 	c->bp_checked = 0;
 	c->pid = me;
@@ -198,32 +226,54 @@ static int client_open(struct mlog_client *c, struct mlog_result *r)
 	return 0;
 }
 
-/* Starts the embedded sender when it is wanted and no agent holds the
- * spool's lock.  Called with c->mu held and c->s open. */
-static void client_maybe_send(struct mlog_client *c)
-{
-	/* (with async_mode false the spool only holds what a direct send could
-	 * not deliver: the sender starts once such an event is spooled) */
-	if (c->sender || !c->set.embedded_sender || !c->set.endpoint_root)
-		return;
-	if (mono_now() < c->sender_retry)
-		return;
-	if (spool_agent_running(c->s, NULL) != 0)
-		return; /* an agent (or some other sender) drains it */
-	int rc = mlog_sender_start(&c->set, &c->sender, c->sender_error, sizeof(c->sender_error));
-	if (rc && rc != SPOOL_ELOCKED)
-		c->sender_retry = mono_now() + SENDER_RETRY; /* e.g. no transport plugins */
-	else if (rc == 0)
-		c->sender_error[0] = '\0';
-}
+enum signal_result {
+	SIGNAL_RUNS = 1,    /* an agent runs (it was there, or was started) */
+	SIGNAL_NONE = 0,    /* none runs, and none was started (not wanted, not now) */
+	SIGNAL_FAILED = -1, /* none runs: starting one failed (c->spawn_error) */
+};
 
-static void client_wake(struct mlog_client *c)
+/* Wakes the agent and sees that one runs: when none holds the spool's agent
+ * lock and the client may start one (spawn_agent, an endpoint, no attempt
+ * failed in the last SPAWN_RETRY seconds unless `force`), starts spool-agent
+ * in the calling thread, waiting at most `wait` seconds for it.  The wake-up
+ * comes before the look at the lock: an agent leaving for idleness looks at
+ * its wake-ups once more after it let go of the lock, so an event spooled
+ * before this call is never left without an agent (spool-agent
+ * --exit-idle).  Called without c->mu, with s open. */
+static enum signal_result client_signal(struct mlog_client *c, struct spool *s, bool force,
+                                        double wait)
 {
 	spool_wake_agent(c->set.spool_dir);
+	double now = mono_now();
 	pthread_mutex_lock(&c->mu);
-	client_maybe_send(c);
-	mlog_sender_wake(c->sender);
+	c->signalled = now;
+	bool may = c->set.spawn_agent && c->set.endpoint_root && !c->spawning &&
+	           (force || now >= c->spawn_retry) && wait > 0;
 	pthread_mutex_unlock(&c->mu);
+	int running = spool_agent_running(s, NULL);
+	if (running != 0 || !may)
+		return running == 1 ? SIGNAL_RUNS : SIGNAL_NONE;
+	pthread_mutex_lock(&c->mu);
+	if (c->spawning) { /* another thread got there first */
+		pthread_mutex_unlock(&c->mu);
+		return SIGNAL_NONE;
+	}
+	c->spawning = true;
+	pthread_mutex_unlock(&c->mu);
+	char err[MLOG_ERROR_MAX] = "";
+	int rc = mlog_agent_spawn(&c->set, s, wait, err, sizeof(err));
+	pthread_mutex_lock(&c->mu);
+	c->spawning = false;
+	if (rc == 0) {
+		c->spawn_error[0] = '\0';
+	} else {
+		snprintf(c->spawn_error, sizeof(c->spawn_error), "%s", err);
+		/* a start cut short by a caller's small wait is no verdict */
+		if (rc != -ETIMEDOUT || wait >= MLOG_SPAWN_WAIT_SECONDS)
+			c->spawn_retry = mono_now() + SPAWN_RETRY;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return rc == 0 ? SIGNAL_RUNS : SIGNAL_FAILED;
 }
 
 /* The agent's send time per event when the backlog is above batch_size,
@@ -268,11 +318,8 @@ static void client_spool(struct mlog_client *c, const struct spool_buf *ev, int 
 {
 	pthread_mutex_lock(&c->mu);
 	client_after_fork(c);
-	bool opening = c->s == NULL;
 	int rc = client_open(c, r);
 	struct spool *s = c->s;
-	if (rc == 0 && opening) /* later: at each batch's wake-up and at flush */
-		client_maybe_send(c);
 	pthread_mutex_unlock(&c->mu);
 	if (rc) {
 		r->ok = r->queued = r->accepted = false;
@@ -295,11 +342,17 @@ static void client_spool(struct mlog_client *c, const struct spool_buf *ev, int 
 		return;
 	}
 	r->ok = r->queued = r->accepted = true;
+	/* the agent is woken (and started when none runs) at the first event,
+	 * at every batch_size-th, and at least every quarter of a started
+	 * agent's idle time while events come: so an agent about to leave for
+	 * idleness is always told in time (client_signal()) */
 	pthread_mutex_lock(&c->mu);
-	bool wake = ++c->logged % (uint64_t)c->set.batch_size == 0;
+	bool batch = ++c->logged % (uint64_t)c->set.batch_size == 0;
+	bool due = batch || c->signalled == 0 ||
+	           mono_now() - c->signalled >= mlog_agent_idle_seconds(&c->set) / 4;
 	pthread_mutex_unlock(&c->mu);
-	if (wake)
-		client_wake(c);
+	if (due)
+		client_signal(c, s, false, MLOG_SPAWN_WAIT_SECONDS);
 	if (c->set.backpressure && c->set.async_mode)
 		sleep_for(backpressure_sleep(c, s));
 }
@@ -444,7 +497,7 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		} else {
 			snprintf(why, sizeof(why), "%s", err);
 		}
-		/* not taken now: the spool keeps it for a sender */
+		/* not taken now: the spool keeps it for the agent */
 		client_spool(c, &ev, sev, &r);
 		if (r.ok)
 			set_error(&r, "not sent directly (%.150s): spooled for later delivery",
@@ -541,6 +594,41 @@ static uint64_t pending_upto(struct spool *s, uint64_t last, bool *more)
 	return n;
 }
 
+/* Waits until the spool's head is past last, or until deadline.  true when
+ * it is. */
+static bool wait_head(struct spool *s, uint64_t last, double deadline, int *rc)
+{
+	for (;;) {
+		struct spool_batch *b = NULL;
+		*rc = spool_read_batch(s, 0, 1, 0, &b);
+		if (*rc)
+			return false;
+		bool done = spool_batch_count(b) == 0 || spool_batch_records(b)[0].seq > last;
+		spool_batch_release(b);
+		if (done)
+			return true;
+		double left = deadline - mono_now();
+		if (left <= 0)
+			return false;
+		sleep_for(left < FLUSH_POLL ? left : FLUSH_POLL);
+	}
+}
+
+/* Why no agent runs, for an error. */
+static void no_agent_reason(struct mlog_client *c, char *buf, size_t len)
+{
+	pthread_mutex_lock(&c->mu);
+	if (!c->set.endpoint_root)
+		snprintf(buf, len, "no spool-agent runs, and none is started: no endpoint is set");
+	else if (!c->set.spawn_agent)
+		snprintf(buf, len, "no spool-agent runs, and none is started: spawn_agent is off");
+	else if (c->spawn_error[0])
+		snprintf(buf, len, "no spool-agent runs: %.200s", c->spawn_error);
+	else
+		snprintf(buf, len, "no spool-agent runs");
+	pthread_mutex_unlock(&c->mu);
+}
+
 struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_seconds)
 {
 	struct mlog_result r = {0};
@@ -548,19 +636,18 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 		set_error(&r, "no client");
 		return r;
 	}
-	double deadline = mono_now() + (timeout_seconds > 0 ? timeout_seconds : 0);
+	double timeout = timeout_seconds > 0 ? timeout_seconds : 0;
+	double deadline = mono_now() + timeout;
 	pthread_mutex_lock(&c->mu);
 	client_after_fork(c);
 	struct spool *s = c->s;
-	if (s)
-		client_maybe_send(c);
 	pthread_mutex_unlock(&c->mu);
 	if (!s) { /* nothing logged through the spool by this process */
 		r.ok = true;
 		return r;
 	}
 	uint64_t last = 0;
-	int rc = spool_sync(s, timeout_seconds > 0 ? timeout_seconds : 0, &last);
+	int rc = spool_sync(s, timeout, &last);
 	if (rc) {
 		set_error(&r, "committing the staged events: %s", spool_strerror(rc));
 		return r;
@@ -569,50 +656,39 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 		r.ok = true;
 		return r;
 	}
-	client_wake(c);
-	for (;;) {
-		struct spool_batch *b = NULL;
-		rc = spool_read_batch(s, 0, 1, 0, &b);
-		if (rc) {
-			set_error(&r, "reading the spool: %s", spool_strerror(rc));
-			return r;
-		}
-		bool done = spool_batch_count(b) == 0 || spool_batch_records(b)[0].seq > last;
-		spool_batch_release(b);
-		if (done) {
-			r.ok = true;
-			return r;
-		}
-		double left = deadline - mono_now();
-		if (left <= 0)
-			break;
-		sleep_for(left < FLUSH_POLL ? left : FLUSH_POLL);
-	}
 	bool more;
-	uint64_t n = pending_upto(s, last, &more);
-	long pid = 0;
-	char why[200] = "";
-	if (spool_agent_running(s, &pid) == 1) {
-		pthread_mutex_lock(&c->mu);
-		if (c->sender)
-			mlog_sender_last_error(c->sender, why, sizeof(why));
-		pthread_mutex_unlock(&c->mu);
-		if (!why[0]) {
-			size_t len = sizeof(why) - 1;
-			if (spool_meta_get(s, "agent.last_error", why, &len) == 0)
-				why[len] = '\0';
-			else
-				why[0] = '\0';
+	char why[MLOG_ERROR_MAX];
+	/* an explicit flush tries to start an agent even after a failure */
+	double left = deadline - mono_now();
+	enum signal_result sr = client_signal(
+	    c, s, true, left < MLOG_SPAWN_WAIT_SECONDS ? left : MLOG_SPAWN_WAIT_SECONDS);
+	if (sr == SIGNAL_FAILED && spool_agent_running(s, NULL) != 1) {
+		/* nobody will send them: say so now, not after the timeout */
+		uint64_t n = pending_upto(s, last, &more);
+		no_agent_reason(c, why, sizeof(why));
+		if (n > 0 || more) {
+			set_error(&r, "flush failed: %s%llu events pending; %.190s",
+			          more ? "at least " : "", (unsigned long long)n, why);
+			return r;
 		}
+	}
+	if (wait_head(s, last, deadline, &rc)) {
+		r.ok = true;
+		return r;
+	}
+	if (rc) {
+		set_error(&r, "reading the spool: %s", spool_strerror(rc));
+		return r;
+	}
+	uint64_t n = pending_upto(s, last, &more);
+	if (spool_agent_running(s, NULL) == 1) {
+		size_t len = sizeof(why) - 1;
+		if (spool_meta_get(s, "agent.last_error", why, &len) == 0)
+			why[len] = '\0';
+		else
+			why[0] = '\0';
 	} else {
-		pthread_mutex_lock(&c->mu);
-		snprintf(why, sizeof(why), "no sender: no spool-agent runs%s%.120s",
-		         !c->set.endpoint_root ? " and no endpoint is set for the embedded sender"
-		         : !c->set.embedded_sender ? " and the embedded sender is off"
-		         : c->sender_error[0]      ? "; the embedded sender did not start: "
-		                                   : "",
-		         c->set.endpoint_root && c->set.embedded_sender ? c->sender_error : "");
-		pthread_mutex_unlock(&c->mu);
+		no_agent_reason(c, why, sizeof(why));
 	}
 	set_error(&r, "flush timed out after %g s: %s%llu events still pending%s%.150s",
 	          timeout_seconds, more ? "at least " : "", (unsigned long long)n,
@@ -620,34 +696,39 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 	return r;
 }
 
-/* Best-effort end: commit what is staged, give the embedded sender a short
- * while to deliver, stop it, close the spool. */
-static void client_shutdown(struct mlog_client *c)
+/* The end of a client: commits what is staged, wakes the agent (starting
+ * one when none runs and one may be started) and, only when an agent runs,
+ * waits at most `bound` seconds in all for it to acknowledge what this
+ * process logged; then closes the spool.  Nothing here sends or waits on a
+ * network call.  At process exit (`exiting`) the direct-send connection is
+ * kept as it is rather than torn down: the host's libraries (OpenSSL's
+ * exit handler) may have been cleaned up already. */
+static void client_shutdown(struct mlog_client *c, double bound, bool exiting)
 {
+	double deadline = mono_now() + bound;
 	pthread_mutex_lock(&c->mu);
 	client_after_fork(c);
-	bool sending = c->sender != NULL;
-	pthread_mutex_unlock(&c->mu);
-	if (sending)
-		mlog_client_flush(c, EXIT_FLUSH_SECONDS);
-	pthread_mutex_lock(&c->mu);
-	struct mlog_sender *snd = c->sender;
 	struct mlog_direct *d = c->direct;
 	struct spool *s = c->s;
-	c->sender = NULL;
 	c->direct = NULL;
 	c->s = NULL;
 	pthread_mutex_unlock(&c->mu);
-	mlog_sender_stop(snd);
-	mlog_direct_free(d);
+	uint64_t last = 0;
+	if (s && spool_sync(s, bound > 0.1 ? bound : 0.1, &last) == 0 && last > 0 &&
+	    client_signal(c, s, false, deadline - mono_now()) == SIGNAL_RUNS) {
+		int rc;
+		wait_head(s, last, deadline, &rc);
+	}
+	if (exiting)
+		keep_direct(d);
+	else
+		mlog_direct_free(d);
 	spool_close(s);
 }
 
-void mlog_client_free(struct mlog_client *c)
+static void client_end(struct mlog_client *c, double bound, bool exiting)
 {
-	if (!c)
-		return;
-	client_shutdown(c);
+	client_shutdown(c, bound, exiting);
 	pthread_mutex_lock(&list_mu);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -661,22 +742,32 @@ void mlog_client_free(struct mlog_client *c)
 	free(c);
 }
 
+void mlog_client_free(struct mlog_client *c)
+{
+	if (c)
+		client_end(c, MLOG_EXIT_WAIT_SECONDS, false);
+}
+
 /* ---- the process-wide client ---- */
 
 /* At exit, another thread may still be inside a call (a long flush, a
- * direct send): wait a little for it, then leave the process-wide client
- * alone (what it spooled is on disk or in its ring, whatever the mode but
- * buffered promises). */
+ * direct send): wait a little for it, within the exit's bound, then leave
+ * the process-wide client alone (what it spooled is on disk or in its ring,
+ * whatever the mode but buffered promises). */
 static void at_exit(void)
 {
-	for (int i = 0; i < 100; i++) {
+	double deadline = mono_now() + MLOG_EXIT_WAIT_SECONDS;
+	for (;;) {
 		if (pthread_rwlock_trywrlock(&g_lock) == 0) {
 			struct mlog_client *c = g_client;
 			g_client = NULL;
 			pthread_rwlock_unlock(&g_lock);
-			mlog_client_free(c);
+			if (c)
+				client_end(c, deadline - mono_now(), true);
 			return;
 		}
+		if (mono_now() >= deadline)
+			return;
 		sleep_for(0.01);
 	}
 }

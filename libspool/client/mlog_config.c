@@ -8,12 +8,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "codec/endpoint.h"
 
 #include "mlog_internal.h"
 
-enum stype { S_STR, S_ENDPOINT, S_LONG, S_SECONDS, S_SWITCH, S_DURABILITY, S_BYTES };
+enum stype { S_STR, S_FILE, S_ENDPOINT, S_LONG, S_SECONDS, S_SWITCH, S_DURABILITY, S_BYTES };
 
 struct srow {
 	const char *name; /* mlog_config field */
@@ -53,7 +55,11 @@ static const struct srow rows[] = {
      "commit"},
     {"max_spool_bytes", "MASTER_LOG_MAX_SPOOL_BYTES", S_BYTES, C(max_spool_bytes),
      S(max_spool_bytes), 65536, (double)(1ull << 50), "1073741824"},
-    {"embedded_sender", NULL, S_SWITCH, C(embedded_sender), S(embedded_sender), 0, 0, "true"},
+    {"spawn_agent", "MASTER_LOG_SPAWN_AGENT", S_SWITCH, C(spawn_agent), S(spawn_agent), 0, 0,
+     "true"},
+    {"ca_file", "MASTER_LOG_CA_FILE", S_FILE, C(ca_file), S(ca_file), 0, 0, NULL},
+    {"agent_idle_seconds", "MASTER_LOG_AGENT_IDLE_SECONDS", S_SECONDS, C(agent_idle_seconds),
+     S(agent_idle), 1, 86400, "30"},
 };
 
 #define NROWS (sizeof(rows) / sizeof(rows[0]))
@@ -84,6 +90,25 @@ static int set_text(const struct srow *r, const char *text, struct mlog_settings
 			return snprintf(why, wl, "out of memory"), -ENOMEM;
 		free(*(char **)dst);
 		*(char **)dst = s;
+		return 0;
+	}
+	case S_FILE: {
+		/* an existing, readable regular file, kept as an absolute path
+		 * (the agent the library starts may run elsewhere) */
+		struct stat sb;
+		char *abs = realpath(text, NULL);
+		if (!abs || stat(abs, &sb) != 0) {
+			snprintf(why, wl, "cannot use '%s': %s", text, strerror(errno));
+			free(abs);
+			return -EINVAL;
+		}
+		if (!S_ISREG(sb.st_mode) || access(abs, R_OK) != 0) {
+			snprintf(why, wl, "'%s' is not a readable regular file", text);
+			free(abs);
+			return -EINVAL;
+		}
+		free(*(char **)dst);
+		*(char **)dst = abs;
 		return 0;
 	}
 	case S_ENDPOINT: {
@@ -148,6 +173,7 @@ static const char *cfg_text(const struct srow *r, const struct mlog_config *cfg,
 	const void *src = (const char *)cfg + r->cfg_off;
 	switch (r->type) {
 	case S_STR:
+	case S_FILE:
 	case S_ENDPOINT:
 	case S_DURABILITY:
 		return *(const char *const *)src;
@@ -191,6 +217,7 @@ void mlog_settings_free(struct mlog_settings *s)
 	free(s->api_key);
 	free(s->endpoint_root);
 	free(s->spool_dir);
+	free(s->ca_file);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -257,10 +284,10 @@ static int dup_str(const char *in, char **out)
 int mlog_settings_copy(const struct mlog_settings *in, struct mlog_settings *out)
 {
 	*out = *in;
-	out->api_key = out->endpoint_root = out->spool_dir = NULL;
+	out->api_key = out->endpoint_root = out->spool_dir = out->ca_file = NULL;
 	if (dup_str(in->api_key, &out->api_key) ||
 	    dup_str(in->endpoint_root, &out->endpoint_root) ||
-	    dup_str(in->spool_dir, &out->spool_dir)) {
+	    dup_str(in->spool_dir, &out->spool_dir) || dup_str(in->ca_file, &out->ca_file)) {
 		mlog_settings_free(out);
 		return -ENOMEM;
 	}

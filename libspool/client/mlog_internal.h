@@ -1,5 +1,5 @@
 /* mlog_internal.h — what the pieces of libmlog share: the resolved
- * settings, the direct (synchronous) sender and the embedded sender. */
+ * settings, the direct (synchronous) send and the start of spool-agent. */
 #ifndef SPOOL_MLOG_INTERNAL_H
 #define SPOOL_MLOG_INTERNAL_H
 
@@ -27,7 +27,9 @@ struct mlog_settings {
 	bool async_mode;
 	enum spool_durability durability;
 	uint64_t max_spool_bytes; /* 0: no limit */
-	bool embedded_sender;
+	bool spawn_agent;
+	char *ca_file;     /* absolute; NULL: the system's CA bundle */
+	double agent_idle; /* agent_idle_seconds as given */
 };
 
 /* Resolves cfg (may be NULL) over the environment and the defaults.  0, or
@@ -36,10 +38,6 @@ int mlog_settings_resolve(const struct mlog_config *cfg, struct mlog_settings *o
                           size_t errlen);
 int mlog_settings_copy(const struct mlog_settings *in, struct mlog_settings *out);
 void mlog_settings_free(struct mlog_settings *s);
-
-/* The transport configuration both senders use (points into set). */
-struct spool_tx_config;
-void mlog_tx_config(const struct mlog_settings *set, struct spool_tx_config *txc);
 
 /* ---- direct send (async_mode false) ---- */
 
@@ -58,19 +56,34 @@ enum mlog_direct_outcome {
 enum mlog_direct_outcome mlog_direct_send(struct mlog_direct *d, const void *mp, size_t len,
                                           struct mlog_result *r);
 
-/* ---- embedded sender ---- */
+/* ---- starting spool-agent (spawn.c) ---- */
 
-struct mlog_sender;
-/* Opens its own handle on the spool and takes the agent lock: SPOOL_ELOCKED
- * when an agent (or another sender) holds it; then loads the transports and
- * starts the thread.  0 or an error with err filled. */
-int mlog_sender_start(const struct mlog_settings *set, struct mlog_sender **out, char *err,
-                      size_t errlen);
-void mlog_sender_wake(struct mlog_sender *snd);
-/* Stops the thread (the request in flight finishes), releases the lock and
- * frees.  NULL-safe. */
-void mlog_sender_stop(struct mlog_sender *snd);
-/* The last send error, "" if none. */
-void mlog_sender_last_error(struct mlog_sender *snd, char *buf, size_t len);
+/* How long the library waits at most for a spool-agent it started to say
+ * that it runs (holds the spool's agent lock) or has failed. */
+#define MLOG_SPAWN_WAIT_SECONDS 5.0
+
+/* The idle time (--exit-idle) of an agent started for set: agent_idle,
+ * but at least 3 flush intervals, so that an event a producer committed
+ * reaches the agent's view of the spool well before it may exit. */
+double mlog_agent_idle_seconds(const struct mlog_settings *set);
+
+/* Finds spool-agent: $MASTER_LOG_AGENT (a path: nothing else is tried); the
+ * build tree's agent/spool-agent when this library runs from the build
+ * tree; <prefix>/<bindir>/spool-agent; spool-agent on $PATH.  0 with the
+ * path in path, or -ENOENT with a sentence naming what was searched in
+ * err. */
+int mlog_agent_find(char *path, size_t pathlen, char *err, size_t errlen);
+
+/* Starts `spool-agent --detach` for set's spool and endpoint (the rest of
+ * set through MASTER_LOG_* variables in its environment; descriptors 0-2 on
+ * /dev/null, no other inherited, a session of its own) and waits, at most
+ * timeout seconds, for the short-lived parent that --detach leaves to exit:
+ * once its child holds the agent lock, or has failed.  No process is left
+ * for the caller to reap.  s (the caller's handle on the spool) tells
+ * whether some agent runs after all when this one did not start (two
+ * programs started one each at once: one wins the lock).  0 when an agent
+ * runs, or a negative errno with one sentence in err. */
+int mlog_agent_spawn(const struct mlog_settings *set, struct spool *s, double timeout, char *err,
+                     size_t errlen);
 
 #endif

@@ -19,6 +19,10 @@ extern "C" {
  * problem (*root NULL); -ENOMEM. */
 int spool_endpoint_normalise(const char *url, char **root, char *err, size_t errlen);
 
+/* The URL as it may be shown in logs and errors: any user:password@ in it
+ * becomes ***@ (libcurl still gets the URL as given).  Cut to fit len. */
+void spool_endpoint_display(const char *url, char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

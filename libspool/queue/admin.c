@@ -13,7 +13,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "env.h"
+#include "handle.h"
+#include "record.h"
+#include "txn.h"
+#include "util.h"
 
 uint32_t spool_crc32(uint32_t crc, const void *data, size_t len)
 {
@@ -209,7 +213,7 @@ static int dead_op(struct spool *s, const uint64_t *seqs, size_t n, bool all, bo
 	if (!all && !(sorted = sorted_unique(seqs, &n)))
 		return -ENOMEM;
 	struct dead_arg a = {sorted, n, all, retry, 0};
-	rc = spool_write_txn(s->env, dead_body, &a);
+	rc = spool_txn_write(s->env, dead_body, &a);
 	free(sorted);
 	if (done)
 		*done = rc ? 0 : a.done;
@@ -496,7 +500,7 @@ int spool_verify(const char *dir, bool repair, struct spool_verify_report *out, 
 		           spool_strerror(rc));
 	} else if (repair && (out->problems & ~(unsigned)SPOOL_VERIFY_BAD_DEAD)) {
 		struct repair_arg a = {0};
-		rc = spool_write_txn(env, repair_body, &a);
+		rc = spool_txn_write(env, repair_body, &a);
 		if (rc) {
 			spool_errf(errbuf, errlen, "%s: repair failed: %s", dir,
 			           spool_strerror(rc));
@@ -505,7 +509,7 @@ int spool_verify(const char *dir, bool repair, struct spool_verify_report *out, 
 			out->counters_rewritten = true;
 		}
 	}
-	spool_env_release(env);
+	spool_txn_release_env(env);
 	return rc;
 }
 

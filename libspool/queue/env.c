@@ -11,137 +11,33 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "env.h"
+#include "fork.h"
+#include "record.h"
+#include "util.h"
 
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+/* The environments of this process, under spool_fork_lock(). */
 static struct spool_env *g_envs;
-static struct spool *g_handles;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-/* getpid() is a system call; the hot path compares against this copy, which
- * the fork handler renews in every child. */
-static _Atomic pid_t g_pid;
 
-static const char KEY_COUNTERS[] = "spool.counters";
 static const char KEY_FORMAT[] = "spool.format";
-#define NCOUNTERS 16
 
-/* Held shared by the flusher threads while they move records into LMDB, and
- * exclusively around fork(): a child never starts while one of the
- * library's own threads is inside LMDB or the allocator (an allocator
- * whose locks are not fork-aware, such as AddressSanitizer's, would leave
- * the child waiting for ever).  Writers are preferred, so a busy flusher
- * cannot hold fork() off for more than one transfer. */
-static pthread_rwlock_t g_fork_rw;
-/* What a child inherited and must never touch, kept reachable so leak
- * checkers do not count the parent's handles as lost. */
-static struct spool_env *g_old_envs;
-static struct spool *g_old_handles;
-
-static void fork_rw_init(void)
+/* In a forked child: the environment belongs to the parent.  Drop the
+ * shared lock on users.lock, so a child outliving its parent cannot keep
+ * it, and forget the environment (fork.c keeps it reachable) without
+ * closing it: that would clear the parent's reader slots. */
+static void env_in_child(struct spool_fork_node *node)
 {
-	pthread_rwlockattr_t ra;
-	pthread_rwlockattr_init(&ra);
-	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&g_fork_rw, &ra);
-	pthread_rwlockattr_destroy(&ra);
-}
-
-void spool_fork_guard_enter(void)
-{
-	pthread_rwlock_rdlock(&g_fork_rw);
-}
-
-void spool_fork_guard_leave(void)
-{
-	pthread_rwlock_unlock(&g_fork_rw);
-}
-
-static void atfork_prepare(void)
-{
-	pthread_rwlock_wrlock(&g_fork_rw);
-	pthread_mutex_lock(&g_mu);
-}
-
-static void atfork_parent(void)
-{
-	pthread_mutex_unlock(&g_mu);
-	pthread_rwlock_unlock(&g_fork_rw);
-}
-
-/* In the child: the handles and environments belong to the parent.  Drop
- * the descriptors that carry locks (ring ownership, agent lock) so a child
- * outliving its parent cannot keep them, and abandon the rest untouched:
- * closing the LMDB environment here would clear the parent's reader slots. */
-static void atfork_child(void)
-{
-	for (struct spool *s = g_handles; s; s = s->next_handle) {
-		spool_stage_forget_fd(s);
-		if (s->agent_fd >= 0) {
-			close(s->agent_fd);
-			s->agent_fd = -1;
-		}
+	struct spool_env *env = (struct spool_env *)node;
+	if (env->users_fd >= 0) {
+		close(env->users_fd);
+		env->users_fd = -1;
 	}
-	for (struct spool_env *e = g_envs; e; e = e->next) {
-		if (e->users_fd >= 0) {
-			close(e->users_fd);
-			e->users_fd = -1;
-		}
-	}
-	if (g_handles) {
-		struct spool *last = g_handles;
-		while (last->next_handle)
-			last = last->next_handle;
-		last->next_handle = g_old_handles;
-		g_old_handles = g_handles;
-	}
-	if (g_envs) {
-		struct spool_env *last = g_envs;
-		while (last->next)
-			last = last->next;
-		last->next = g_old_envs;
-		g_old_envs = g_envs;
-	}
-	g_handles = NULL;
-	g_envs = NULL;
-	atomic_store(&g_pid, getpid());
-	pthread_mutex_unlock(&g_mu);
-	/* not unlocked: glibc knows the write owner by thread id, which
-	 * changed in the child; this thread is the child's only one */
-	fork_rw_init();
-}
-
-static void init_once(void)
-{
-	fork_rw_init();
-	atomic_store(&g_pid, getpid());
-	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-pid_t spool_current_pid(void)
-{
-	pthread_once(&g_once, init_once);
-	return atomic_load_explicit(&g_pid, memory_order_relaxed);
-}
-
-void spool_handle_register(struct spool *s)
-{
-	pthread_once(&g_once, init_once);
-	pthread_mutex_lock(&g_mu);
-	s->next_handle = g_handles;
-	g_handles = s;
-	pthread_mutex_unlock(&g_mu);
-}
-
-void spool_handle_unregister(struct spool *s)
-{
-	pthread_mutex_lock(&g_mu);
-	for (struct spool **pp = &g_handles; *pp; pp = &(*pp)->next_handle) {
-		if (*pp == s) {
-			*pp = s->next_handle;
+	for (struct spool_env **pp = &g_envs; *pp; pp = &(*pp)->next) {
+		if (*pp == env) {
+			*pp = env->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&g_mu);
 }
 
 static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
@@ -417,7 +313,6 @@ static size_t map_cap_for(const struct spool_options *opt)
 int spool_env_acquire(const char *dir, const struct spool_options *opt, struct spool_env **out,
 		      char *errbuf, size_t errlen)
 {
-	pthread_once(&g_once, init_once);
 	*out = NULL;
 	struct stat st;
 	if (stat(dir, &st) != 0) {
@@ -453,8 +348,8 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		return -e;
 	}
 
-	pthread_mutex_lock(&g_mu);
-	pid_t me = atomic_load(&g_pid);
+	spool_fork_lock();
+	pid_t me = spool_current_pid();
 	for (struct spool_env *e = g_envs; e; e = e->next) {
 		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == me) {
 			/* shared, but every open clears the slots of dead readers */
@@ -465,7 +360,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 			size_t cap = map_cap_for(opt);
 			if (cap > e->map_cap)
 				e->map_cap = cap;
-			pthread_mutex_unlock(&g_mu);
+			spool_fork_unlock();
 			*out = e;
 			return 0;
 		}
@@ -474,7 +369,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	struct spool_env *env = calloc(1, sizeof(*env));
 	if (!env || !(env->dir = strdup(dir))) {
 		free(env);
-		pthread_mutex_unlock(&g_mu);
+		spool_fork_unlock();
 		spool_errf(errbuf, errlen, "%s: out of memory", dir);
 		return -ENOMEM;
 	}
@@ -506,7 +401,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		int e = errno;
 		if (env->users_fd >= 0)
 			close(env->users_fd);
-		pthread_mutex_unlock(&g_mu);
+		spool_fork_unlock();
 		spool_errf(errbuf, errlen, "%s: %s", users,
 			   e == EAGAIN || e == EACCES ? "the spool is being compacted; try again"
 						   : strerror(e));
@@ -523,7 +418,7 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		rc = env_open_mdb(env, errbuf, errlen);
 	if (rc) {
 		close(env->users_fd);
-		pthread_mutex_unlock(&g_mu);
+		spool_fork_unlock();
 		pthread_rwlock_destroy(&env->map_lock);
 		pthread_mutex_destroy(&env->gc_mu);
 		pthread_mutex_destroy(&env->count_mu);
@@ -534,47 +429,48 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	}
 	env->next = g_envs;
 	g_envs = env;
-	pthread_mutex_unlock(&g_mu);
+	env->fork_node.in_child = env_in_child;
+	spool_fork_register(&env->fork_node);
+	spool_fork_unlock();
 	*out = env;
 	return 0;
 }
 
-/* An empty write transaction: spool_write_txn() folds the waiting counts in. */
-static int fold_counts(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *arg)
+bool spool_env_release_shared(struct spool_env *env)
 {
-	(void)env;
-	(void)txn;
-	(void)c;
-	(void)arg;
-	return 0;
+	if (!env)
+		return true;
+	spool_fork_lock();
+	bool inherited = env->pid != spool_current_pid(); /* abandoned, never closed */
+	bool shared = !inherited && env->refs > 1;
+	if (shared)
+		env->refs--;
+	spool_fork_unlock();
+	return inherited || shared;
 }
 
 void spool_env_release(struct spool_env *env)
 {
 	if (!env)
 		return;
-	pthread_mutex_lock(&g_mu);
-	if (env->pid != atomic_load(&g_pid)) {
+	spool_fork_lock();
+	if (env->pid != spool_current_pid()) {
 		/* inherited across fork: abandoned, never closed */
-		pthread_mutex_unlock(&g_mu);
+		spool_fork_unlock();
 		return;
 	}
 	if (--env->refs > 0) {
-		pthread_mutex_unlock(&g_mu);
+		spool_fork_unlock();
 		return;
 	}
-	/* Counts waiting for the next commit (records refused or lost from a
-	 * buffered handle, torn ring entries) would die with the environment:
-	 * store them now.  Best effort: on a full disk this commit can fail. */
-	if (atomic_load(&env->add_dropped) || atomic_load(&env->add_torn))
-		spool_write_txn(env, fold_counts, NULL);
 	for (struct spool_env **pp = &g_envs; *pp; pp = &(*pp)->next) {
 		if (*pp == env) {
 			*pp = env->next;
 			break;
 		}
 	}
-	pthread_mutex_unlock(&g_mu);
+	spool_fork_unregister(&env->fork_node);
+	spool_fork_unlock();
 	if (env->mdb)
 		mdb_env_close(env->mdb);
 	if (env->users_fd >= 0)
@@ -704,64 +600,6 @@ void spool_env_failed(struct spool_env *env, int mdb_rc)
 	atomic_store(&env->need_reopen, true);
 }
 
-int spool_counters_load(struct spool_env *env, MDB_txn *txn, struct spool_counters *c)
-{
-	memset(c, 0, sizeof(*c));
-	MDB_val k = {sizeof(KEY_COUNTERS) - 1, (void *)KEY_COUNTERS}, v;
-	int rc = mdb_get(txn, env->dbi_meta, &k, &v);
-	if (rc == MDB_NOTFOUND) {
-		c->next_seq = 1;
-		return 0;
-	}
-	if (rc)
-		return rc;
-	uint64_t f[NCOUNTERS] = {0};
-	size_t n = v.mv_size / 8;
-	if (n > NCOUNTERS)
-		n = NCOUNTERS;
-	for (size_t i = 0; i < n; i++)
-		f[i] = spool_get_le64((const unsigned char *)v.mv_data + 8 * i);
-	c->next_seq = f[0] ? f[0] : 1;
-	c->pending_bytes = f[1];
-	for (int i = 0; i < SPOOL_NSEV; i++)
-		c->sev[i] = f[2 + i];
-	c->appended = f[7];
-	c->acked = f[8];
-	c->dead = f[9];
-	c->evicted = f[10];
-	c->dropped = f[11];
-	c->corrupt = f[12];
-	c->torn = f[13];
-	return 0;
-}
-
-int spool_counters_store(struct spool_env *env, MDB_txn *txn, const struct spool_counters *c)
-{
-	uint64_t f[NCOUNTERS] = {0};
-	f[0] = c->next_seq;
-	f[1] = c->pending_bytes;
-	for (int i = 0; i < SPOOL_NSEV; i++)
-		f[2 + i] = c->sev[i];
-	f[7] = c->appended;
-	f[8] = c->acked;
-	f[9] = c->dead;
-	f[10] = c->evicted;
-	f[11] = c->dropped;
-	f[12] = c->corrupt;
-	f[13] = c->torn;
-	unsigned char buf[NCOUNTERS * 8];
-	for (int i = 0; i < NCOUNTERS; i++)
-		spool_put_le64(buf + 8 * i, f[i]);
-	MDB_val k = {sizeof(KEY_COUNTERS) - 1, (void *)KEY_COUNTERS}, v = {sizeof(buf), buf};
-	return mdb_put(txn, env->dbi_meta, &k, &v, 0);
-}
-
-void spool_env_publish(struct spool_env *env, const struct spool_counters *c, uint64_t pending)
-{
-	atomic_store(&env->cached_pending, pending);
-	atomic_store(&env->cached_pending_bytes, c->pending_bytes);
-}
-
 int spool_env_commit_error(struct spool_env *env, int mdb_rc)
 {
 	int code = spool_map_mdb_error(mdb_rc);
@@ -778,4 +616,40 @@ int spool_env_commit_error(struct spool_env *env, int mdb_rc)
 			return -ENOSPC;
 	}
 	return code;
+}
+
+/* Room for deletes on a full disk.  LMDB copies each page a delete touches
+ * before it frees any, so when data.mdb has no free page left, deleting
+ * needs new pages at the end of the file; on a disk another program filled
+ * that is impossible, and the agent could never remove what the server
+ * acknowledged.  Two guards keep room for them, both sized by
+ * spool_env_delete_room(): 1/32 of the file system, 64 KiB to 1 MiB.
+ * spool_env_reserve_tail() reserves that much past the end of the file
+ * (fallocate, size unchanged) whenever the file comes within 64 KiB of the
+ * last reservation's end, so LMDB's page writes past the end land in blocks
+ * already held; a reservation that fails (the disk is full already) is
+ * tried again after the next commit.  admit.c's headroom keeps the spool's
+ * own appends from taking the last of it. */
+uint64_t spool_env_delete_room(const struct statvfs *fs)
+{
+	uint64_t room = (uint64_t)fs->f_blocks * fs->f_frsize / 32;
+	return room < (64u << 10) ? (64u << 10) : room > (1u << 20) ? (1u << 20) : room;
+}
+
+void spool_env_reserve_tail(struct spool_env *env)
+{
+	MDB_envinfo info;
+	MDB_stat st;
+	int fd;
+	if (mdb_env_info(env->mdb, &info) != 0 || mdb_env_stat(env->mdb, &st) != 0)
+		return;
+	uint64_t end = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
+	if (end + (64u << 10) <= atomic_load(&env->reserved_to))
+		return;
+	if (mdb_env_get_fd(env->mdb, &fd) != 0)
+		return;
+	struct statvfs fs;
+	uint64_t want = fstatvfs(fd, &fs) == 0 ? spool_env_delete_room(&fs) : (1u << 20);
+	if (fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)end, (off_t)want) == 0)
+		atomic_store(&env->reserved_to, end + want);
 }

@@ -1,10 +1,15 @@
-/* read.c — batches, dead letters, statistics and meta values. */
+/* read.c — batches, dead letters, statistics and meta values.  Reads only:
+ * unsound records are handed back to the caller to dead-letter. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "internal.h"
+#include "env.h"
+#include "read.h"
+#include "record.h"
+#include "txn.h"
+#include "util.h"
 
 struct spool_batch {
 	struct spool_env *env;
@@ -13,8 +18,6 @@ struct spool_batch {
 	size_t cap;
 	struct spool_record *recs;
 };
-
-#define BAD_PER_ROUND 256
 
 static int batch_push(struct spool_batch *b, const struct spool_record *r)
 {
@@ -40,84 +43,75 @@ static void batch_reset(struct spool_batch *b)
 	b->count = 0;
 }
 
-int spool_batch_read_events(struct spool *s, uint64_t after_seq, size_t max_events,
-			    size_t max_bytes, struct spool_batch **out)
+int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t max_events,
+			    size_t max_bytes, struct spool_batch **out,
+			    struct spool_bad_records *bad)
 {
-	struct spool_env *env = s->env;
+	*out = NULL;
+	bad->n = 0;
 	struct spool_batch *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->env = env;
-	for (;;) {
-		int rc = spool_env_begin(env, true, &b->txn);
-		if (rc) {
-			b->txn = NULL;
-			spool_batch_release(b);
-			return rc;
-		}
-		uint64_t bad[BAD_PER_ROUND];
-		const char *why[BAD_PER_ROUND];
-		size_t nbad = 0, bytes = 0;
-		MDB_cursor *cur;
-		rc = mdb_cursor_open(b->txn, env->dbi_events, &cur);
-		if (!rc) {
-			unsigned char kb[8];
-			spool_put_be64(kb, after_seq + 1);
-			MDB_val k = {8, kb}, v;
-			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-			while (rc == 0 && (max_events == 0 || b->count < max_events)) {
-				uint64_t seq = k.mv_size == 8 ? spool_get_be64(k.mv_data) : 0;
-				const char *reason;
-				if (spool_rec_check(v.mv_data, v.mv_size, &reason) != 0) {
-					bad[nbad] = seq;
-					why[nbad] = reason;
-					if (++nbad == BAD_PER_ROUND)
-						break;
-				} else {
-					const unsigned char *p = v.mv_data;
-					size_t len = v.mv_size - SPOOL_REC_HDR;
-					if (max_bytes && b->count > 0 && bytes + len > max_bytes)
-						break;
-					struct spool_record r = {
-						.seq = seq,
-						.enqueue_us = (int64_t)spool_get_le64(p + 8),
-						.severity = p[1],
-						.data = p + SPOOL_REC_HDR,
-						.len = len,
-					};
-					if ((rc = batch_push(b, &r)) != 0)
-						break;
-					bytes += len;
-				}
-				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-			}
-			mdb_cursor_close(cur);
-		}
-		if (rc == MDB_NOTFOUND)
-			rc = 0;
-		if (rc) {
-			spool_batch_release(b);
-			return rc < 0 && rc > -4096 ? rc : spool_map_mdb_error(rc);
-		}
-		if (nbad == 0) {
-			*out = b;
-			return 0;
-		}
-		/* undecodable records never block the head: dead-letter them and
-		 * read again */
-		batch_reset(b);
-		rc = spool_write_corrupt(env, bad, why, nbad);
-		if (rc) {
-			spool_batch_release(b);
-			return rc;
-		}
+	int rc = spool_env_begin(env, true, &b->txn);
+	if (rc) {
+		b->txn = NULL;
+		spool_batch_release(b);
+		return rc;
 	}
+	size_t bytes = 0;
+	MDB_cursor *cur;
+	rc = mdb_cursor_open(b->txn, env->dbi_events, &cur);
+	if (!rc) {
+		unsigned char kb[8];
+		spool_put_be64(kb, after_seq + 1);
+		MDB_val k = {8, kb}, v;
+		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+		while (rc == 0 && (max_events == 0 || b->count < max_events)) {
+			uint64_t seq = k.mv_size == 8 ? spool_get_be64(k.mv_data) : 0;
+			const char *reason;
+			if (spool_rec_check(v.mv_data, v.mv_size, &reason) != 0) {
+				bad->seq[bad->n] = seq;
+				bad->why[bad->n] = reason;
+				if (++bad->n == SPOOL_BAD_PER_READ)
+					break;
+			} else {
+				const unsigned char *p = v.mv_data;
+				size_t len = v.mv_size - SPOOL_REC_HDR;
+				if (max_bytes && b->count > 0 && bytes + len > max_bytes)
+					break;
+				struct spool_record r = {
+					.seq = seq,
+					.enqueue_us = (int64_t)spool_get_le64(p + 8),
+					.severity = p[1],
+					.data = p + SPOOL_REC_HDR,
+					.len = len,
+				};
+				if ((rc = batch_push(b, &r)) != 0)
+					break;
+				bytes += len;
+			}
+			rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+		}
+		mdb_cursor_close(cur);
+	}
+	if (rc == MDB_NOTFOUND)
+		rc = 0;
+	if (rc || bad->n) {
+		/* on a failure nothing is handed back; unsound records found are
+		 * the caller's to move, and it reads again */
+		spool_batch_release(b);
+		if (rc)
+			bad->n = 0;
+		return rc < 0 && rc > -4096 ? rc : spool_map_mdb_error(rc);
+	}
+	*out = b;
+	return 0;
 }
 
-int spool_batch_read_dead(struct spool *s, uint64_t after_seq, size_t max_events,
+int spool_batch_read_dead(struct spool_env *env, uint64_t after_seq, size_t max_events,
 			  struct spool_batch **out)
 {
-	struct spool_env *env = s->env;
 	struct spool_batch *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
@@ -230,8 +224,7 @@ static int read_stats_once(struct spool_env *env, struct spool_stats *out)
 	out->corrupt_total = c.corrupt;
 	out->torn_total = c.torn;
 	out->next_seq = c.next_seq;
-	atomic_store(&env->cached_pending, out->pending);
-	atomic_store(&env->cached_pending_bytes, out->pending_bytes);
+	spool_txn_publish(env, &c, out->pending);
 	return 0;
 }
 

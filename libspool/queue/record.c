@@ -2,7 +2,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "internal.h"
+#include "record.h"
+#include "util.h"
 
 static uint32_t rec_crc(const unsigned char hdr[SPOOL_REC_HDR], const void *data, size_t len)
 {

@@ -8,7 +8,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "env.h"
+#include "fork.h"
+#include "handle.h"
+#include "read.h"
+#include "record.h"
+#include "stage.h"
+#include "txn.h"
+#include "util.h"
+#include "write.h"
 
 #define GUARD(s)                                                                                   \
 	do {                                                                                       \
@@ -18,16 +26,20 @@
 			return SPOOL_EFORKED;                                                      \
 	} while (0)
 
-void spool_note_seq(struct spool *s, uint64_t seq)
-{
-	uint64_t cur = atomic_load(&s->last_seq);
-	while (cur < seq && !atomic_compare_exchange_weak(&s->last_seq, &cur, seq))
-		;
-}
-
 bool spool_forked(const struct spool *s)
 {
 	return s->pid != spool_current_pid();
+}
+
+/* In a forked child: the handle belongs to the parent; drop the agent lock
+ * (its ring, if any, lets go of its own descriptor). */
+static void handle_in_child(struct spool_fork_node *node)
+{
+	struct spool *s = (struct spool *)node;
+	if (s->agent_fd >= 0) {
+		close(s->agent_fd);
+		s->agent_fd = -1;
+	}
 }
 
 static bool bad_seconds(double v)
@@ -107,15 +119,18 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
 	 * a failure here (a full disk) leaves the rings for the next try */
 	spool_stage_recover(s->env, NULL);
 	if (o.durability != SPOOL_SYNC) {
-		rc = spool_stage_create(s, errbuf, errlen);
+		rc = spool_stage_create(s->env, dir, &o, &s->lim_staged, &s->stage, errbuf, errlen);
 		if (rc) {
-			spool_env_release(s->env);
+			spool_txn_release_env(s->env);
 			free(s->dir);
 			free(s);
 			return rc;
 		}
 	}
-	spool_handle_register(s);
+	s->fork_node.in_child = handle_in_child;
+	spool_fork_lock();
+	spool_fork_register(&s->fork_node);
+	spool_fork_unlock();
 	*out = s;
 	return 0;
 }
@@ -126,13 +141,16 @@ int spool_close(struct spool *s)
 		return 0;
 	int rc = 0;
 	if (spool_forked(s)) {
-		spool_stage_destroy(s, true);
+		spool_stage_destroy(s->stage, true);
 	} else {
-		spool_handle_unregister(s);
-		rc = spool_stage_destroy(s, false);
+		spool_fork_lock();
+		spool_fork_unregister(&s->fork_node);
+		spool_fork_unlock();
+		rc = spool_stage_destroy(s->stage, false);
 		spool_agent_unlock(s);
 	}
-	spool_env_release(s->env);
+	s->stage = NULL;
+	spool_txn_release_env(s->env);
 	free(s->dir);
 	free(s);
 	return rc;
@@ -169,7 +187,7 @@ static void refresh_cache(struct spool *s)
 static bool staged_over(struct spool *s, uint64_t n, uint64_t bytes)
 {
 	uint64_t out_n, out_b;
-	spool_stage_outstanding(s, &out_n, &out_b);
+	spool_stage_outstanding(s->stage, &out_n, &out_b);
 	uint64_t pend = atomic_load(&s->env->cached_pending) + out_n;
 	uint64_t pend_b = atomic_load(&s->env->cached_pending_bytes) + out_b;
 	return (s->opt.max_events && pend + n > s->opt.max_events) ||
@@ -181,7 +199,7 @@ static bool staged_over(struct spool *s, uint64_t n, uint64_t bytes)
  * count is only known inside a write transaction, after the caller has
  * been told its record is safe.  Concurrent producers can therefore
  * overshoot the limits by what they staged in one commit interval. */
-int spool_staged_admit(struct spool *s, size_t n, size_t bytes)
+static int staged_admit(struct spool *s, size_t n, size_t bytes)
 {
 	if (!s->opt.max_events && !s->opt.max_bytes)
 		return 0;
@@ -202,7 +220,7 @@ int spool_staged_admit(struct spool *s, size_t n, size_t bytes)
 				return 0;
 		}
 	}
-	atomic_fetch_add(&s->env->add_dropped, n);
+	spool_txn_add_dropped(s->env, n);
 	return SPOOL_EFULL;
 }
 
@@ -228,7 +246,7 @@ static int sync_append(struct spool *s, const struct spool_input *in, size_t n)
 		if (end == 0)
 			end = now_ns + (int64_t)(s->opt.full_timeout_seconds * 1e9);
 		if (now_ns >= end) {
-			atomic_fetch_add(&s->env->add_dropped, n);
+			spool_txn_add_dropped(s->env, n);
 			rc = SPOOL_EFULL;
 			break;
 		}
@@ -237,7 +255,7 @@ static int sync_append(struct spool *s, const struct spool_input *in, size_t n)
 	if (hdrs != stack)
 		free(hdrs);
 	if (rc == 0)
-		spool_note_seq(s, req.first_seq + n - 1);
+		spool_atomic_raise(&s->last_seq, req.first_seq + n - 1);
 	return rc;
 }
 
@@ -254,10 +272,10 @@ int spool_append_many(struct spool *s, const struct spool_input *in, size_t n)
 		return rc;
 	if (s->opt.durability == SPOOL_SYNC)
 		return sync_append(s, in, n);
-	rc = spool_staged_admit(s, n, bytes);
+	rc = staged_admit(s, n, bytes);
 	if (rc)
 		return rc;
-	return spool_stage_append(s, in, n);
+	return spool_stage_append(s->stage, in, n);
 }
 
 int spool_append(struct spool *s, int severity, const void *data, size_t len)
@@ -269,10 +287,11 @@ int spool_append(struct spool *s, int severity, const void *data, size_t len)
 int spool_sync(struct spool *s, double timeout_seconds, uint64_t *last_seq)
 {
 	GUARD(s);
-	int rc = s->stage ? spool_stage_sync(s, timeout_seconds) : 0;
+	if (s->stage)
+		return spool_stage_sync(s->stage, timeout_seconds, last_seq);
 	if (last_seq)
 		*last_seq = atomic_load(&s->last_seq);
-	return rc;
+	return 0;
 }
 
 int spool_recover(struct spool *s, uint64_t *moved)
@@ -304,7 +323,18 @@ int spool_read_batch(struct spool *s, uint64_t after_seq, size_t max_events, siz
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	return spool_batch_read_events(s, after_seq, max_events, max_bytes, out);
+	/* unsound records never block the head: the reader hands them back,
+	 * they go to dead, and the read starts again */
+	struct spool_bad_records bad;
+	for (;;) {
+		int rc = spool_batch_read_events(s->env, after_seq, max_events, max_bytes, out,
+						 &bad);
+		if (rc || bad.n == 0)
+			return rc;
+		rc = spool_write_corrupt(s->env, bad.seq, bad.why, bad.n);
+		if (rc)
+			return rc;
+	}
 }
 
 int spool_read_dead(struct spool *s, uint64_t after_seq, size_t max_events,
@@ -314,7 +344,7 @@ int spool_read_dead(struct spool *s, uint64_t after_seq, size_t max_events,
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
-	return spool_batch_read_dead(s, after_seq, max_events, out);
+	return spool_batch_read_dead(s->env, after_seq, max_events, out);
 }
 
 int spool_settle(struct spool *s, const uint64_t *acked, size_t nacked,

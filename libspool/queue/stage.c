@@ -18,7 +18,11 @@
  *   the stored value: the 16-byte record header, then the msgpack event
  * The ring is owned by one process, which holds an open-file-description
  * lock on the file for its whole life; a ring whose lock can be taken
- * belongs to a process that is gone. */
+ * belongs to a process that is gone.
+ *
+ * The ring keeps the highest sequence it committed and hands it back from
+ * spool_stage_sync(); a forked child lets go of the ring's descriptor
+ * through the ring's own node in fork.c's registry. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +35,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include "env.h"
+#include "fork.h"
+#include "record.h"
+#include "stage.h"
+#include "txn.h"
+#include "util.h"
+#include "write.h"
 
 #define RING_MAGIC "MLSRING1"
 #define RING_HDR_SIZE 4096u
@@ -56,7 +66,12 @@ struct ring_shared {
 };
 
 struct spool_stage {
-	struct spool *owner;
+	struct spool_fork_node fork_node; /* first: a child keeps the whole ring reachable */
+	bool registered;		  /* fork_node is in fork.c's registry */
+	struct spool_env *env;
+	struct spool_limits lim;   /* for the flusher's transfers (staged: never enforced) */
+	double full_timeout;	   /* seconds a producer waits for room in the ring */
+	_Atomic uint64_t last_seq; /* highest sequence this ring committed */
 	struct ring_shared *sh;
 	unsigned char *data;
 	size_t size; /* data area bytes */
@@ -222,7 +237,6 @@ static bool pending_work(struct spool_stage *st)
 static void *flusher_main(void *arg)
 {
 	struct spool_stage *st = arg;
-	struct spool *s = st->owner;
 	double backoff = 0.1;
 	pthread_mutex_lock(&st->mu);
 	for (;;) {
@@ -255,7 +269,7 @@ static void *flusher_main(void *arg)
 		uint64_t head = atomic_load_explicit(&st->sh->head, memory_order_acquire);
 		uint64_t last_no = atomic_load(&st->committed_no), last_seq = 0;
 		spool_fork_guard_enter();
-		int rc = transfer(s->env, &s->lim_staged, st->data, st->size,
+		int rc = transfer(st->env, &st->lim, st->data, st->size,
 				  st->fd >= 0 ? st->ring_id : 0, &tail, head, 0, &last_no, NULL,
 				  &last_seq, NULL, NULL, false);
 		spool_fork_guard_leave();
@@ -264,7 +278,7 @@ static void *flusher_main(void *arg)
 			/* the sequence first: spool_sync() returns as soon as it sees
 			 * committed_no, without the lock, and reports last_seq */
 			if (last_seq)
-				spool_note_seq(s, last_seq);
+				spool_atomic_raise(&st->last_seq, last_seq);
 			atomic_store_explicit(&st->sh->tail, tail, memory_order_release);
 			atomic_store(&st->committed_no, last_no);
 		}
@@ -359,17 +373,32 @@ static int ring_map(struct spool_stage *st, size_t data_size, bool file, char *e
 	return 0;
 }
 
-int spool_stage_create(struct spool *s, char *errbuf, size_t errlen)
+/* In a forked child: the ring belongs to the parent; drop its descriptor,
+ * which carries the ownership lock, so a child outliving its parent does
+ * not keep the ring from being recovered. */
+static void stage_in_child(struct spool_fork_node *node)
 {
+	struct spool_stage *st = (struct spool_stage *)node;
+	if (st->fd >= 0) {
+		close(st->fd);
+		st->fd = -1;
+	}
+}
+
+int spool_stage_create(struct spool_env *env, const char *dir, const struct spool_options *opt,
+		       const struct spool_limits *lim, struct spool_stage **out, char *errbuf,
+		       size_t errlen)
+{
+	*out = NULL;
 	struct spool_stage *st = calloc(1, sizeof(*st));
 	if (!st) {
-		spool_errf(errbuf, errlen, "%s: out of memory", s->dir);
+		spool_errf(errbuf, errlen, "%s: out of memory", dir);
 		return -ENOMEM;
 	}
 	st->fd = -1;
-	size_t size = s->opt.ring_bytes < RING_MIN_BYTES ? RING_MIN_BYTES : s->opt.ring_bytes;
+	size_t size = opt->ring_bytes < RING_MIN_BYTES ? RING_MIN_BYTES : opt->ring_bytes;
 	size = (size + 4095) & ~(size_t)4095;
-	int rc = ring_map(st, size, s->opt.durability == SPOOL_COMMIT, errbuf, errlen, s->dir);
+	int rc = ring_map(st, size, opt->durability == SPOOL_COMMIT, errbuf, errlen, dir);
 	/* A nearly full disk (data.mdb never shrinks, and may hold most of it
 	 * free inside): a smaller ring still gives commit durability, since
 	 * records too large for it go straight to LMDB; refuse only when not
@@ -378,7 +407,7 @@ int spool_stage_create(struct spool *s, char *errbuf, size_t errlen)
 		size = (size / 2 + 4095) & ~(size_t)4095;
 		if (size < RING_MIN_BYTES)
 			size = RING_MIN_BYTES;
-		rc = ring_map(st, size, true, errbuf, errlen, s->dir);
+		rc = ring_map(st, size, true, errbuf, errlen, dir);
 	}
 	if (rc) {
 		free(st);
@@ -388,45 +417,47 @@ int spool_stage_create(struct spool *s, char *errbuf, size_t errlen)
 	pthread_mutex_init(&st->mu, NULL);
 	cond_init_mono(&st->wake);
 	cond_init_mono(&st->moved);
-	st->interval = s->opt.durability == SPOOL_COMMIT ? s->opt.commit_interval_seconds
-							  : s->opt.flush_interval_seconds;
+	st->interval = opt->durability == SPOOL_COMMIT ? opt->commit_interval_seconds
+						       : opt->flush_interval_seconds;
 	if (st->interval < 0)
 		st->interval = 0;
-	st->batch = s->opt.durability == SPOOL_BUFFERED && s->opt.flush_batch ? s->opt.flush_batch
-									      : UINT64_MAX;
-	st->owner = s;
-	s->stage = st;
+	st->batch = opt->durability == SPOOL_BUFFERED && opt->flush_batch ? opt->flush_batch
+									  : UINT64_MAX;
+	st->env = env;
+	st->lim = *lim;
+	st->full_timeout = opt->full_timeout_seconds;
 	rc = pthread_create(&st->thread, NULL, flusher_main, st);
 	if (rc) {
-		spool_errf(errbuf, errlen, "%s: cannot start the commit thread: %s", s->dir,
+		spool_errf(errbuf, errlen, "%s: cannot start the commit thread: %s", dir,
 			   strerror(rc));
-		spool_stage_destroy(s, false);
+		spool_stage_destroy(st, false);
 		return -rc;
 	}
 	st->thread_started = true;
+	st->fork_node.in_child = stage_in_child;
+	spool_fork_lock();
+	spool_fork_register(&st->fork_node);
+	st->registered = true;
+	spool_fork_unlock();
+	*out = st;
 	return 0;
 }
 
-void spool_stage_forget_fd(struct spool *s)
+int spool_stage_destroy(struct spool_stage *st, bool forked)
 {
-	if (s->stage && s->stage->fd >= 0) {
-		close(s->stage->fd);
-		s->stage->fd = -1;
-	}
-}
-
-int spool_stage_destroy(struct spool *s, bool forked)
-{
-	struct spool_stage *st = s->stage;
 	if (!st)
 		return 0;
 	if (forked) {
-		s->stage = NULL;
 		/* the parent owns the ring, its thread and its locks */
 		if (st->sh)
 			munmap(st->sh, st->map_len);
 		free(st);
 		return 0;
+	}
+	if (st->registered) {
+		spool_fork_lock();
+		spool_fork_unregister(&st->fork_node);
+		spool_fork_unlock();
 	}
 	int rc = 0;
 	if (st->thread_started) {
@@ -436,7 +467,6 @@ int spool_stage_destroy(struct spool *s, bool forked)
 		pthread_mutex_unlock(&st->mu);
 		pthread_join(st->thread, NULL);
 	}
-	s->stage = NULL;
 	bool drained = st->sh && !pending_work(st);
 	if (!drained) {
 		rc = atomic_load(&st->err) ? atomic_load(&st->err) : SPOOL_ECLOSED;
@@ -446,7 +476,7 @@ int spool_stage_destroy(struct spool *s, bool forked)
 			uint64_t head_no = atomic_load(&st->sh->head_no);
 			uint64_t done = atomic_load(&st->committed_no);
 			if (head_no > done)
-				atomic_fetch_add(&s->env->add_dropped, head_no - done);
+				spool_txn_add_dropped(st->env, head_no - done);
 		}
 	}
 	if (st->fd >= 0) {
@@ -454,7 +484,7 @@ int spool_stage_destroy(struct spool *s, bool forked)
 			/* unlink first: a recoverer that still opens the old name finds
 			 * nothing past the tail */
 			unlink(st->path);
-			spool_write_del_mark(s->env, st->ring_id);
+			spool_write_del_mark(st->env, st->ring_id);
 		}
 		/* undrained: the file stays, and the next opener recovers it */
 		close(st->fd);
@@ -472,8 +502,7 @@ int spool_stage_destroy(struct spool *s, bool forked)
 /* ---- producers ---- */
 
 /* Waits (with mu held) until the ring has `need` free bytes at wpos. */
-static int wait_space(struct spool *s, struct spool_stage *st, uint64_t need,
-		      const struct timespec *deadline)
+static int wait_space(struct spool_stage *st, uint64_t need, const struct timespec *deadline)
 {
 	while (st->wpos + need - atomic_load(&st->sh->tail) > st->size) {
 		atomic_store(&st->urgent, true);
@@ -485,20 +514,18 @@ static int wait_space(struct spool *s, struct spool_stage *st, uint64_t need,
 			return err ? err : SPOOL_EFULL;
 		}
 	}
-	(void)s;
 	return 0;
 }
 
-int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
+int spool_stage_append(struct spool_stage *st, const struct spool_input *in, size_t n)
 {
-	struct spool_stage *st = s->stage;
 	size_t total = 0;
 	for (size_t i = 0; i < n; i++)
 		total += entry_size(SPOOL_REC_HDR + in[i].len) + ENTRY_HDR;
 	if (total > st->size / 4) {
 		/* too large for the ring: keep this handle's order (everything
 		 * staged before goes first), then commit straight to LMDB */
-		int rc = spool_stage_sync(s, s->opt.full_timeout_seconds + 5.0);
+		int rc = spool_stage_sync(st, st->full_timeout + 5.0, NULL);
 		if (rc)
 			return rc;
 		unsigned char(*hdrs)[SPOOL_REC_HDR] = malloc(n * SPOOL_REC_HDR);
@@ -508,11 +535,11 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 		for (size_t i = 0; i < n; i++)
 			spool_rec_header(hdrs[i], in[i].severity, now, in[i].data, in[i].len);
 		struct spool_wreq req = {.in = in, .hdrs = (const unsigned char(*)[SPOOL_REC_HDR])hdrs,
-					 .n = n, .lim = &s->lim_staged};
-		rc = spool_write_append(s->env, &req);
+					 .n = n, .lim = &st->lim};
+		rc = spool_write_append(st->env, &req);
 		free(hdrs);
 		if (rc == 0)
-			spool_note_seq(s, req.first_seq + n - 1);
+			spool_atomic_raise(&st->last_seq, req.first_seq + n - 1);
 		return rc;
 	}
 
@@ -539,13 +566,13 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 	}
 	if (st->wpos + need - atomic_load(&st->sh->tail) > st->size) {
 		struct timespec deadline;
-		spool_deadline(&deadline, s->opt.full_timeout_seconds);
+		spool_deadline(&deadline, st->full_timeout);
 		pthread_mutex_lock(&st->mu);
-		int rc = wait_space(s, st, need, &deadline);
+		int rc = wait_space(st, need, &deadline);
 		pthread_mutex_unlock(&st->mu);
 		if (rc) {
 			pthread_mutex_unlock(&st->wmu);
-			atomic_fetch_add(&s->env->add_dropped, n);
+			spool_txn_add_dropped(st->env, n);
 			return rc;
 		}
 	}
@@ -596,12 +623,14 @@ int spool_stage_append(struct spool *s, const struct spool_input *in, size_t n)
 	return 0;
 }
 
-int spool_stage_sync(struct spool *s, double timeout_seconds)
+int spool_stage_sync(struct spool_stage *st, double timeout_seconds, uint64_t *last_seq)
 {
-	struct spool_stage *st = s->stage;
 	uint64_t target = atomic_load(&st->sh->head_no);
-	if (atomic_load(&st->committed_no) >= target)
+	if (atomic_load(&st->committed_no) >= target) {
+		if (last_seq)
+			*last_seq = atomic_load(&st->last_seq);
 		return 0;
+	}
 	struct timespec deadline;
 	spool_deadline(&deadline, timeout_seconds < 0 ? 1e9 : timeout_seconds);
 	int rc = 0;
@@ -617,6 +646,8 @@ int spool_stage_sync(struct spool *s, double timeout_seconds)
 		}
 	}
 	pthread_mutex_unlock(&st->mu);
+	if (last_seq)
+		*last_seq = atomic_load(&st->last_seq);
 	return rc;
 }
 
@@ -649,14 +680,14 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved,
 		char bad[4600];
 		snprintf(bad, sizeof(bad), "%s.bad", path);
 		rename(path, bad);
-		atomic_fetch_add(&env->add_torn, 1);
+		spool_txn_add_torn(env, 1);
 		if (sh)
 			munmap(m, (size_t)st.st_size);
 		close(fd);
 		return 0;
 	}
 	uint64_t mark = 0;
-	rc = spool_read_mark(env, sh->ring_id, &mark);
+	rc = spool_write_get_mark(env, sh->ring_id, &mark);
 	uint64_t tail = atomic_load(&sh->tail), head = atomic_load(&sh->head);
 	/* the number of the entry before the tail: entries carry their own */
 	uint64_t last_no = 0;
@@ -687,7 +718,7 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved,
 				torn = true;
 		}
 		if (torn)
-			atomic_fetch_add(&env->add_torn, 1);
+			spool_txn_add_torn(env, 1);
 		unlink(path);
 		spool_write_del_mark(env, sh->ring_id);
 	}
@@ -738,9 +769,8 @@ int spool_stage_recover(struct spool_env *env, uint64_t *moved)
 	return first_err ? first_err : rc;
 }
 
-void spool_stage_outstanding(struct spool *s, uint64_t *entries, uint64_t *bytes)
+void spool_stage_outstanding(struct spool_stage *st, uint64_t *entries, uint64_t *bytes)
 {
-	struct spool_stage *st = s->stage;
 	uint64_t head_no = atomic_load(&st->sh->head_no);
 	uint64_t done = atomic_load(&st->committed_no);
 	uint64_t head = atomic_load(&st->sh->head), tail = atomic_load(&st->sh->tail);

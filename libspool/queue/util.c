@@ -11,7 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "internal.h"
+#include <lmdb.h>
+
+#include "util.h"
 
 int64_t spool_now_us(void)
 {
@@ -147,6 +149,13 @@ uint64_t spool_random64(void)
 	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
 		v = (uint64_t)spool_mono_ns() ^ ((uint64_t)getpid() << 32);
 	return v;
+}
+
+void spool_atomic_raise(_Atomic uint64_t *v, uint64_t to)
+{
+	uint64_t cur = atomic_load(v);
+	while (cur < to && !atomic_compare_exchange_weak(v, &cur, to))
+		;
 }
 
 void spool_options_init(struct spool_options *opt)

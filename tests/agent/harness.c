@@ -353,22 +353,25 @@ void th_config(const struct th_dir *d, const char *endpoint, const char *extra)
 {
 	FILE *f = fopen(d->config, "w");
 	ck_assert_ptr_nonnull(f);
+	/* `extra` may open the http: section again: its keys merge */
 	fprintf(f,
-		"spool: %s\n"
-		"endpoint: %s\n"
-		"%s"
-		"retry:\n"
-		"  initial_seconds: 0.02\n"
-		"  max_seconds: 0.2\n"
-		"  auth_seconds: 30\n"
-		"%s"
-		"log:\n"
-		"  level: debug\n"
-		"%s",
-		d->spool, endpoint,
-		extra && strstr(extra, "flush_interval_seconds") ? "" : "flush_interval_seconds: 0.2\n",
-		extra && strstr(extra, "timeouts:") ? "" : "timeouts:\n  request_seconds: 10\n",
-		extra ? extra : "");
+	        "spool: %s\n"
+	        "http:\n"
+	        "  endpoint: %s\n"
+	        "%s"
+	        "%s"
+	        "retry:\n"
+	        "  initial_seconds: 0.02\n"
+	        "  max_seconds: 0.2\n"
+	        "  auth_seconds: 30\n"
+	        "log:\n"
+	        "  level: debug\n"
+	        "%s",
+	        d->spool, endpoint,
+	        extra && strstr(extra, "timeouts:") ? "" : "  timeouts:\n    request_seconds: 10\n",
+	        extra && strstr(extra, "flush_interval_seconds") ? ""
+	                                                         : "flush_interval_seconds: 0.2\n",
+	        extra ? extra : "");
 	fclose(f);
 }
 

@@ -49,8 +49,10 @@ json_t *th_rx_stats(const struct th_rx *rx);
 json_t *th_stats_url(const char *base_url);
 long th_rx_stat(const struct th_rx *rx, const char *name);
 
-/* Writes the agent YAML: spool, endpoint, small backoffs, then `extra`
- * (more YAML lines, may be NULL). */
+/* Writes the agent YAML: spool, http.endpoint (and a 10 s
+ * http.timeouts.request_seconds unless `extra` sets timeouts), small
+ * backoffs, then `extra` (more YAML lines, may be NULL; it may open the
+ * `http:` section again, e.g. "http:\n  api_key: K\n": the keys merge). */
 void th_config(const struct th_dir *d, const char *endpoint, const char *extra);
 /* Runs spool-agent -c d->config with extra args (NULL-terminated), stderr
  * to d->log; waits up to timeout seconds and returns its exit status (or

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "config.h"
 #include "harness.h"
 
@@ -65,8 +66,10 @@ static struct bcase *add(struct sweep *s, const char *key, const char *name)
 	return c;
 }
 
-/* The base file: the spool and the receiver, unless the case's own key is
- * one of them (then the case's fragment sets it). */
+/* The base file: the spool and the receiver (http.endpoint, in the http:
+ * section), unless the case's own key is one of them (then the case's
+ * fragment sets it).  A fragment may open the http: section again: a
+ * section may come twice, its keys merge. */
 static char *compose(const struct sweep *s, const char *key, const char *fragment)
 {
 	char *text = NULL;
@@ -74,14 +77,16 @@ static char *compose(const struct sweep *s, const char *key, const char *fragmen
 	FILE *f = open_memstream(&text, &len);
 	if (strcmp(key, "spool") != 0)
 		fprintf(f, "spool: %s\n", s->d.spool);
-	if (strcmp(key, "endpoint") != 0)
-		fprintf(f, "endpoint: %s\n", s->rx.url);
+	if (strcmp(key, "http.endpoint") != 0)
+		fprintf(f, "http:\n  endpoint: %s\n", s->rx.url);
 	fputs(fragment, f);
 	fclose(f);
 	return text;
 }
 
-/* key: value, nested by the dots of the key ("retry.max_seconds"). */
+/* key: value, nested at the first dot of the key ("retry.max_seconds";
+ * "http.tls.verify" becomes `http:` then `  tls.verify: value`, which the
+ * agent reads as the same key). */
 static void fragment(char *buf, size_t len, const char *key, const char *value)
 {
 	const char *dot = strchr(key, '.');
@@ -324,6 +329,11 @@ static void env_cases(struct sweep *s, const struct config_key_info *k)
 		snprintf(c->envval, sizeof(c->envval), "Zq7-env key-SECRET");
 		c->secret = "Zq7-env";
 		break;
+	case CONFIG_K_READ_FILE:
+		c = add(s, k->key, "environment file");
+		snprintf(c->envval, sizeof(c->envval), "/nonexistent/from-the-environment.pem");
+		c->what = "/nonexistent/from-the-environment.pem";
+		break;
 	default:
 		break;
 	}
@@ -333,36 +343,38 @@ static void env_cases(struct sweep *s, const struct config_key_info *k)
 		if (k->kind == CONFIG_K_URL)
 			snprintf(frag, sizeof(frag), "spool: %s\n", s->d.spool);
 		else if (k->kind == CONFIG_K_SPOOL)
-			snprintf(frag, sizeof(frag), "endpoint: %s\n", s->rx.url);
-		c->yaml = k->kind == CONFIG_K_SECRET ? compose(s, "", "") : strdup(frag);
+			snprintf(frag, sizeof(frag), "http:\n  endpoint: %s\n", s->rx.url);
+		c->yaml = k->kind == CONFIG_K_SECRET || k->kind == CONFIG_K_READ_FILE
+		              ? compose(s, "", "")
+		              : strdup(frag);
 		c->env = k->env;
 		c->position = false;
 	}
 }
 
-/* Sections ("retry", "tls", ...) given as something other than a map. */
+/* Sections ("retry", "http", "http.tls", ...: every prefix of a dotted key)
+ * given as something other than a map, and an unknown key in each. */
 static void section_cases(struct sweep *s)
 {
-	char done[512] = "|";
+	char done[1024] = "|";
 	for (size_t i = 0; i < config_key_count(); i++) {
-		const char *k = config_key_name(i), *dot = strchr(k, '.');
-		char sec[64];
-		if (!dot)
-			continue;
-		snprintf(sec, sizeof(sec), "|%.*s|", (int)(dot - k), k);
-		if (strstr(done, sec))
-			continue;
-		strncat(done, sec + 1, sizeof(done) - strlen(done) - 1);
-		sec[strlen(sec) - 1] = '\0';
-		char frag[128];
-		snprintf(frag, sizeof(frag), "%s: 5\n", sec + 1);
-		add(s, sec + 1, "a number for a section")->yaml = compose(s, "", frag);
-		snprintf(frag, sizeof(frag), "%s: [a, b]\n", sec + 1);
-		add(s, sec + 1, "a list for a section")->yaml = compose(s, "", frag);
-		snprintf(frag, sizeof(frag), "%s:\n  no_such_key: 1\n", sec + 1);
-		char full[96];
-		snprintf(full, sizeof(full), "%s.no_such_key", sec + 1);
-		add(s, full, "unknown key in a section")->yaml = compose(s, "", frag);
+		const char *k = config_key_name(i);
+		for (const char *dot = strchr(k, '.'); dot; dot = strchr(dot + 1, '.')) {
+			char sec[96], mark[100];
+			snprintf(sec, sizeof(sec), "%.*s", (int)(dot - k), k);
+			snprintf(mark, sizeof(mark), "|%s|", sec);
+			if (strstr(done, mark))
+				continue;
+			strncat(done, mark + 1, sizeof(done) - strlen(done) - 1);
+			char frag[256], full[128];
+			fragment(frag, sizeof(frag), sec, "5");
+			add(s, sec, "a number for a section")->yaml = compose(s, "", frag);
+			fragment(frag, sizeof(frag), sec, "[a, b]");
+			add(s, sec, "a list for a section")->yaml = compose(s, "", frag);
+			snprintf(full, sizeof(full), "%s.no_such_key", sec);
+			fragment(frag, sizeof(frag), full, "1");
+			add(s, full, "unknown key in a section")->yaml = compose(s, "", frag);
+		}
 	}
 }
 
@@ -382,13 +394,16 @@ static void file_cases(struct sweep *s)
 	    {"a single value", "hello\n", "", "expected a map of keys at the top", true, true},
 	    {"bad indentation", "retry:\n  initial_seconds: 1\n   max_seconds: 2\n", "", NULL, true,
 	     true},
-	    {"unclosed quote", "api_key: \"abc\nbatch_size: 1\n", "", NULL, true, true},
+	    {"unclosed quote", "http:\n  api_key: \"abc\nbatch_size: 1\n", "", NULL, true, true},
 	    {"unclosed flow", "transports: [http_batch\n", "", NULL, true, true},
 	    {"tab indentation", "retry:\n\tinitial_seconds: 1\n", "", NULL, true, true},
 	    {"duplicate key", "batch_size: 10\nbatch_size: 20\n", "batch_size", "given twice",
 	     false, true},
-	    {"duplicate key, first empty", "gzip:\ngzip: true\n", "gzip", "given twice", false,
-	     true},
+	    {"duplicate key, first empty", "http:\n  gzip:\n  gzip: true\n", "http.gzip",
+	     "given twice", false, true},
+	    /* the base file's http: section comes first, then this one */
+	    {"duplicate key in a section given twice", "http:\n  endpoint: http://127.0.0.1:1\n",
+	     "http.endpoint", "given twice", false, true},
 	    {"duplicate nested key", "retry:\n  jitter: true\n  jitter: false\n", "retry.jitter",
 	     "given twice", false, true},
 	    {"dotted and nested", "retry.jitter: true\nretry:\n  jitter: false\n", "retry.jitter",
@@ -398,12 +413,12 @@ static void file_cases(struct sweep *s)
 	    {"two documents", "batch_size: 5\n---\nbatch_size: 6\n", "", "second YAML document",
 	     false, true},
 	    {"bad second document", "batch_size: 5\n---\n[\n", "", NULL, false, true},
-	    {"not UTF-8", "api_key: \xff\xfe\n", "", NULL, false, true},
+	    {"not UTF-8", "http:\n  api_key: \xff\xfe\n", "", NULL, false, true},
 	    {"a map as a key", "? {a: b}\n: 1\n", "", "plain names", false, true},
-	    {"api_key and api_key_file", "api_key: abcdefgh-1234\napi_key_file: /nonexistent\n",
-	     "api_key", "both", false, true},
-	    {"client cert without key", "tls:\n  client_cert: /nonexistent.pem\n",
-	     "tls.client_cert", "both", false, true},
+	    {"an agent's key in a section", "http:\n  batch_size: 5\n", "http.batch_size",
+	     "unknown key", false, true},
+	    {"a transport's key at the top", "endpoint: http://127.0.0.1:1\n", "endpoint",
+	     "unknown key", false, true},
 	    {"retry max below initial", "retry:\n  initial_seconds: 10\n  max_seconds: 1\n",
 	     "retry.max_seconds", "smaller", false, true},
 	    {"file transport without path", "transports: [file]\n", "file.path", "not set", false,
@@ -416,12 +431,29 @@ static void file_cases(struct sweep *s)
 		c->position = t[i].pos;
 	}
 	/* the key the HTTP transports need */
-	struct bcase *c = add(s, "endpoint", "endpoint missing");
-	char frag[400];
+	struct bcase *c = add(s, "http.endpoint", "endpoint missing");
+	char frag[600];
 	snprintf(frag, sizeof(frag), "spool: %s\n", s->d.spool);
 	c->yaml = strdup(frag);
 	c->position = false;
 	c->what = "not set";
+	/* keys that go together: each file exists and is private, so that the
+	 * rule itself is what the message is about */
+	const char *key = scratch_file(s, "key-pair", "Zq7-pair-SECRET-0005\n", 0600);
+	c = add(s, "http.api_key", "api_key and api_key_file");
+	snprintf(frag, sizeof(frag), "http:\n  api_key: abcdefgh-1234\n  api_key_file: %s\n", key);
+	c->yaml = compose(s, "", frag);
+	c->what = "both set";
+	c->secret = "Zq7-pair";
+	const char *pem = scratch_file(s, "client.pem", "not really a certificate\n", 0600);
+	c = add(s, "http.tls.client_cert", "client cert without key");
+	snprintf(frag, sizeof(frag), "http:\n  tls:\n    client_cert: %s\n", pem);
+	c->yaml = compose(s, "", frag);
+	c->what = "give both or neither";
+	c = add(s, "http.tls.client_key", "client key without cert");
+	snprintf(frag, sizeof(frag), "http:\n  tls.client_key: %s\n", pem);
+	c->yaml = compose(s, "", frag);
+	c->what = "give both or neither";
 }
 
 /* Command-line values are checked like the file's. */
@@ -432,8 +464,8 @@ static void option_cases(struct sweep *s)
 	} t[] = {
 	    {"--spool", "/dev/null", "spool"},
 	    {"--spool", "", "spool"},
-	    {"--endpoint", "ftp://127.0.0.1/", "endpoint"},
-	    {"--endpoint", "", "endpoint"},
+	    {"--endpoint", "ftp://127.0.0.1/", "http.endpoint"},
+	    {"--endpoint", "", "http.endpoint"},
 	    {"--log-level", "loud", "log.level"},
 	};
 	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
@@ -713,9 +745,5 @@ int main(void)
 	for (size_t i = 0; config_key_info(i, &k) == 0; i++)
 		if (k.env)
 			unsetenv(k.env);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(suite());
 }

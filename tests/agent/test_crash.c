@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 static bool spool_empty(void *arg)
@@ -38,9 +39,10 @@ START_TEST(backlog_after_outage_drains_in_order)
 	th_rx_start(&rx, d.out, "--outage-file", outage, NULL);
 	th_fill(d.spool, 1, 1, 0);
 	FILE *f = fopen(d.config, "w");
-	fprintf(f, "spool: %s\nendpoint: %s\nbatch_size: 500\nflush_interval_seconds: 0.2\n"
-		   "retry:\n  initial_seconds: 0.05\n  max_seconds: 0.5\n",
-		d.spool, rx.url);
+	fprintf(f,
+	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: 500\nflush_interval_seconds: 0.2\n"
+	        "retry:\n  initial_seconds: 0.05\n  max_seconds: 0.5\n",
+	        d.spool, rx.url);
 	fclose(f);
 	pid_t pid = th_agent_start(&d, NULL);
 	struct stat_at_least faults = {&rx, "faults", 3};
@@ -80,8 +82,10 @@ START_TEST(sigkill_during_sends_loses_nothing)
 	th_rx_start(&rx, d.out, "--latency-ms", "5", NULL);
 	th_fill(d.spool, 1, N, 0);
 	FILE *f = fopen(d.config, "w");
-	fprintf(f, "spool: %s\nendpoint: %s\nbatch_size: %d\nretry:\n  initial_seconds: 0.01\n  max_seconds: 0.1\n",
-		d.spool, rx.url, BATCH);
+	fprintf(f,
+	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: %d\n"
+	        "retry:\n  initial_seconds: 0.01\n  max_seconds: 0.1\n",
+	        d.spool, rx.url, BATCH);
 	fclose(f);
 	unsigned seed = (unsigned)getpid();
 	int killed_mid = 0;
@@ -133,9 +137,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(suite());
 }

@@ -13,6 +13,7 @@
 
 #include <spool/spool.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 /* Runs spool-agent with the given config text and args; returns the exit
@@ -49,16 +50,23 @@ START_TEST(bad_configs_one_message_each)
 		const char *yaml;
 		const char *msg;
 	} cases[] = {
-		{"endpoint: http://127.0.0.1:1\nbatch_size: many\n", ":2:13: key 'batch_size'"},
-		{"endpoint: http://127.0.0.1:1\nflush_intreval_seconds: 1\n", ":2:1: key 'flush_intreval_seconds': unknown key"},
-		{"endpoint: 127.0.0.1:8000\n", "key 'endpoint'"},
-		{"endpoint: gopher://h/\n", "key 'endpoint'"},
-		{"spool: /tmp/x\n", "key 'endpoint': not set"},
-		{"endpoint: http://127.0.0.1:1\ntransports: [carrier_pigeon]\n", "no carrier_pigeon.so in"},
-		{NULL, "ABI version 99"},
-		{"endpoint: http://127.0.0.1:1\nspool: [\n", "agent.yaml:"},
+	    {"http:\n  endpoint: http://127.0.0.1:1\nbatch_size: many\n",
+	     ":3:13: key 'batch_size'"},
+	    {"http:\n  endpoint: http://127.0.0.1:1\nflush_intreval_seconds: 1\n",
+	     ":3:1: key 'flush_intreval_seconds': unknown key"},
+	    {"http:\n  endpoint: 127.0.0.1:8000\n", "key 'http.endpoint'"},
+	    {"http:\n  endpoint: gopher://h/\n", "key 'http.endpoint'"},
+	    {"spool: /tmp/x\n", "key 'http.endpoint': not set"},
+	    {"http:\n  endpoint: http://127.0.0.1:1\ntransports: [carrier_pigeon]\n",
+	     "no carrier_pigeon.so in"},
+	    {NULL, "has ABI version 1, this agent needs 2"},
+	    {"http:\n  endpoint: http://127.0.0.1:1\nspool: [\n", "agent.yaml:"},
+	    /* a key of the agent's own put in a transport's section */
+	    {"http:\n  endpoint: http://127.0.0.1:1\n  batch_size: 5\n",
+	     ":3:3: key 'http.batch_size': unknown key"},
 	};
-	snprintf(text, sizeof(text), "endpoint: http://127.0.0.1:1\ntransports: [%s]\n", bad);
+	snprintf(text, sizeof(text), "http:\n  endpoint: http://127.0.0.1:1\ntransports: [%s]\n",
+	         bad);
 	cases[6].yaml = text;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int rc = run_with(&d, cases[i].yaml, "--check-config");
@@ -66,10 +74,14 @@ START_TEST(bad_configs_one_message_each)
 		ck_assert_msg(count_lines(d.log) == 1, "case %zu: %ld lines", i, count_lines(d.log));
 		ck_assert_msg(th_file_has(d.log, cases[i].msg), "case %zu: no '%s'", i, cases[i].msg);
 		ck_assert(th_file_has(d.log, "spool-agent: "));
+		if (cases[i].yaml == text) /* the refused plugin: its file named */
+			ck_assert_msg(th_file_has(d.log, bad), "case %zu: %s not named", i, bad);
 	}
 	/* a good one */
-	snprintf(text, sizeof(text), "spool: %s\nendpoint: http://127.0.0.1:1/api/v1\napi_key: abcdefgh-1234-WXYZ\n",
-		 d.spool);
+	snprintf(text, sizeof(text),
+	         "spool: %s\nhttp:\n  endpoint: http://127.0.0.1:1/api/v1\n  api_key: "
+	         "abcdefgh-1234-WXYZ\n",
+	         d.spool);
 	FILE *f = fopen(d.config, "w");
 	fputs(text, f);
 	fclose(f);
@@ -266,11 +278,11 @@ START_TEST(sighup_reloads)
 	th_dir_make(&d, "hup");
 	th_rx_start(&rx, d.out, "--api-key", "good-key-0001", NULL);
 	th_fill(d.spool, 1, 10, 0);
-	th_config(&d, rx.url, "api_key: bad-key-0002\n"); /* auth backoff: 30 s */
+	th_config(&d, rx.url, "http:\n  api_key: bad-key-0002\n"); /* auth backoff: 30 s */
 	pid_t pid = th_agent_start(&d, NULL);
 	struct stat_at_least req1 = {&rx, "requests", 1};
 	ck_assert(th_wait(stat_reached, &req1, 30));
-	th_config(&d, rx.url, "api_key: good-key-0001\n");
+	th_config(&d, rx.url, "http:\n  api_key: good-key-0001\n");
 	kill(pid, SIGHUP);
 	ck_assert(th_wait(spool_empty, d.spool, 20));
 	/* a broken file on SIGHUP keeps the running configuration */
@@ -410,9 +422,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(suite());
 }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 struct rec_server {
@@ -87,8 +88,11 @@ START_TEST(protocol_and_extra_headers)
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/logs", s.port);
 	th_config(&d, url,
-		  gz ? "api_key: key-0123456789-LAST\nheaders:\n  X-Site: ship-7\n  X-Trace: \"a b\"\ngzip: true\n"
-		     : "api_key: key-0123456789-LAST\nheaders:\n  X-Site: ship-7\n  X-Trace: \"a b\"\n");
+	          gz ? "http:\n  api_key: key-0123456789-LAST\n"
+	               "  headers:\n    X-Site: ship-7\n    X-Trace: \"a b\"\n"
+	               "  gzip: true\n"
+	             : "http:\n  api_key: key-0123456789-LAST\n"
+	               "  headers:\n    X-Site: ship-7\n    X-Trace: \"a b\"\n");
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	rec_stop(&s);
 	ck_assert_int_eq(s.requests, 1);
@@ -123,7 +127,7 @@ START_TEST(redirect_not_followed)
 	th_fill(d.spool, 1, 2, 0);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", s.port);
-	th_config(&d, url, "api_key: key-0123456789-LAST\n");
+	th_config(&d, url, "http:\n  api_key: key-0123456789-LAST\n");
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 3);
 	rec_stop(&s);
 	rec_stop(&other);
@@ -149,9 +153,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(suite());
 }

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "codec/json.h"
 #include <spool/spool.h>
 
@@ -587,10 +588,7 @@ static Suite *suite(void)
 int main(void)
 {
 	msgpack_sbuffer_init(&sb);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int rc = tc_run(suite());
 	msgpack_sbuffer_destroy(&sb);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -25,6 +25,7 @@
 
 #include <spool/mlog.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 #define CANARY      "Zq7LeakCanary-4b1d-SECRET-9f3a"
@@ -253,7 +254,7 @@ START_TEST(spool_is_private_client_and_agent)
 	struct mlog_config cfg = {.endpoint = rx.url,
 	                          .spool_dir = spool,
 	                          .durability = "commit",
-	                          .embedded_sender = MLOG_OFF};
+	                          .spawn_agent = MLOG_OFF};
 	ck_assert_msg(mlog_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
 	struct mlog_result r = mlog_client_info(c, "private %d", 1);
 	ck_assert_msg(r.ok, "%s", r.error);
@@ -264,7 +265,7 @@ START_TEST(spool_is_private_client_and_agent)
 	snprintf(top, sizeof(top), "%s/agent", d.root);
 	snprintf(spool, sizeof(spool), "%s/x/spool", top);
 	FILE *f = fopen(d.config, "w");
-	fprintf(f, "spool: %s\nendpoint: %s\n", spool, rx.url);
+	fprintf(f, "spool: %s\nhttp:\n  endpoint: %s\n", spool, rx.url);
 	fclose(f);
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	assert_private_tree(top);
@@ -326,9 +327,9 @@ START_TEST(api_key_never_in_output)
 	for (int pass = 0; pass < 2; pass++) {
 		/* 401 with debug logging, the key given inline then from a file */
 		if (pass == 0)
-			snprintf(extra, sizeof(extra), "api_key: %s\n", CANARY);
+			snprintf(extra, sizeof(extra), "http:\n  api_key: %s\n", CANARY);
 		else
-			snprintf(extra, sizeof(extra), "api_key_file: %s\n", keyfile);
+			snprintf(extra, sizeof(extra), "http:\n  api_key_file: %s\n", keyfile);
 		th_config(&d, rx.url, extra);
 		ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 3);
 		ck_assert(file_holds(d.log, "credentials refused"));
@@ -383,7 +384,7 @@ START_TEST(api_key_echoed_by_server_is_scrubbed)
 	th_fill(d.spool, 1, 2, 0);
 	char url[64], extra[200];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
-	snprintf(extra, sizeof(extra), "api_key: %s\n", CANARY);
+	snprintf(extra, sizeof(extra), "http:\n  api_key: %s\n", CANARY);
 	th_config(&d, url, extra);
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 3);
 	ck_assert_int_ge(srv.requests, 1);
@@ -400,7 +401,7 @@ START_TEST(api_key_echoed_by_server_is_scrubbed)
 	                          .api_key = CANARY,
 	                          .spool_dir = d.spool,
 	                          .async_mode = MLOG_OFF,
-	                          .embedded_sender = MLOG_OFF};
+	                          .spawn_agent = MLOG_OFF};
 	ck_assert_msg(mlog_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
 	struct mlog_result r = mlog_client_info(c, "direct");
 	ck_assert_int_eq(r.status_code, 401);
@@ -421,7 +422,7 @@ START_TEST(api_key_file_must_be_private)
 	th_fill(d.spool, 1, 2, 0);
 	char keyfile[400], extra[600], want[800];
 	snprintf(keyfile, sizeof(keyfile), "%s/api-key", d.root);
-	snprintf(extra, sizeof(extra), "api_key_file: %s\n", keyfile);
+	snprintf(extra, sizeof(extra), "http:\n  api_key_file: %s\n", keyfile);
 	th_config(&d, rx.url, extra);
 	static const mode_t bad[] = {0644, 0640, 0604, 0660, 0620};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -429,8 +430,8 @@ START_TEST(api_key_file_must_be_private)
 		unlink(d.log);
 		ck_assert_int_eq(th_agent_run(&d, 60, "--check-config", NULL), 2);
 		ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 2);
-		snprintf(want, sizeof(want), "key 'api_key_file': %s: refused: mode %04o", keyfile,
-		         (unsigned)bad[i]);
+		snprintf(want, sizeof(want), "key 'http.api_key_file': %s: refused: mode %04o",
+		         keyfile, (unsigned)bad[i]);
 		ck_assert_msg(file_holds(d.log, want), "mode %04o: no \"%s\"", (unsigned)bad[i],
 		              want);
 		snprintf(want, sizeof(want), "expected 0600 or 0400: chmod 600 %s", keyfile);
@@ -482,7 +483,7 @@ START_TEST(tls_verify_off_warns_at_start_and_reload)
 	th_config(&d, rx.url, NULL);
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	ck_assert(!file_holds(d.log, "tls.verify is false")); /* on by default */
-	th_config(&d, rx.url, "tls:\n  verify: false\n");
+	th_config(&d, rx.url, "http:\n  tls:\n    verify: false\n");
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	ck_assert_int_eq(count_in(d.log, "warning: tls.verify is false"), 1);
 	/* --check-config says it too */
@@ -523,7 +524,7 @@ START_TEST(redirect_to_another_host_not_followed)
 	th_fill(d.spool, 1, 3, 0);
 	char url[64], extra[200];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
-	snprintf(extra, sizeof(extra), "api_key: %s\n", CANARY);
+	snprintf(extra, sizeof(extra), "http:\n  api_key: %s\n", CANARY);
 	th_config(&d, url, extra);
 	/* 3xx is "any other: transient": kept, and --once says events remain */
 	int rc = th_agent_run(&d, 60, "--once", NULL);
@@ -546,7 +547,7 @@ START_TEST(redirect_to_another_host_not_followed)
 	setenv("MASTER_LOG_SPOOL_DIR", d.spool, 1);
 	struct mlog_client *c;
 	char err[512];
-	struct mlog_config cfg = {.embedded_sender = MLOG_OFF};
+	struct mlog_config cfg = {.spawn_agent = MLOG_OFF};
 	ck_assert_msg(mlog_client_new(&cfg, &c, err, sizeof(err)) == 0, "%s", err);
 	struct mlog_result r = mlog_client_info(c, "direct");
 	pthread_mutex_lock(&other.mu);
@@ -593,9 +594,5 @@ int main(void)
 	                                   "MASTER_LOG_BATCH_SIZE"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
-	SRunner *sr = srunner_create(suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return tc_run(suite());
 }

@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "codec/event.h"
 #include "codec/json.h"
 #include <spool/mlog.h>
@@ -91,7 +92,7 @@ static void api_child(const struct bi_case *c, unsigned way, const char *marker,
 	    .endpoint = rx.url,
 	    .spool_dir = dir.spool,
 	    .async_mode = way == BI_DIRECT ? MLOG_OFF : MLOG_ON,
-	    .embedded_sender = MLOG_OFF, /* spool-agent drains */
+	    .spawn_agent = MLOG_OFF, /* spool-agent drains */
 	    .backpressure = MLOG_OFF,
 	};
 	struct mlog_kv *kv = calloc(c->nkv + 1, sizeof(*kv));
@@ -692,9 +693,5 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_cmd_stdin_goes_on_after_a_refused_line);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return tc_run(s); /* EXIT_FAILURE is 1 */
 }

@@ -1,4 +1,5 @@
-/* fuzz_endpoint.c — spool_endpoint_normalise() (include/spool/endpoint.h).
+/* fuzz_endpoint.c — the codec's spool_endpoint_normalise()
+ * (libspool/codec/endpoint.h).
  *
  * The input, NUL-terminated, is the URL.  Aborts when the result breaks the
  * contract: 0 with a root that is not a prefix of the URL or that is itself

@@ -1,5 +1,5 @@
-/* fuzz_json.c — the msgpack-to-JSON encoder, spool_event_to_json()
- * (include/spool/json.h).
+/* fuzz_json.c — the codec's msgpack-to-JSON encoder, spool_event_to_json()
+ * (libspool/codec/json.h).
  *
  * The whole input is the msgpack event.  It is encoded three times: with no
  * extra, with SPOOL_JSON_SEQ, and with SPOOL_JSON_SEQ | SPOOL_JSON_DELIVERY
@@ -26,7 +26,6 @@
 #include <string.h>
 
 #include "codec/json.h"
-
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

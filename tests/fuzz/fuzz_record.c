@@ -1,5 +1,6 @@
 /* fuzz_record.c — the stored-record decoder: spool_rec_check(),
- * spool_msgpack_check_map() and spool_dead_decode() (libspool/record.c).
+ * spool_msgpack_check_map() and spool_dead_decode() (libspool/queue/record.c,
+ * record.h), against the codec's JSON encoder (libspool/codec/json.h).
  *
  * The input is used three ways:
  *   1. as a raw stored value (header checks, CRC, dead-letter decoding);
@@ -15,9 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
 #include "codec/json.h"
-
+#include "record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of tests/fuzz/corpus/ (small valid and edge
-inputs).  Re-run after changing it; the files are committed.  Needs only the
-standard library: msgpack is encoded by the small packer below."""
+inputs).  Re-run after changing it; the files are committed, and each
+corpus folder is left holding exactly what this script writes (files it no
+longer makes are removed).  Needs only the standard library: msgpack is
+encoded by the small packer below."""
 import os
 import struct
 import sys
@@ -146,6 +148,9 @@ def msgpack_seeds():
 def write(name, files):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
+    for f in os.listdir(d):
+        if f not in files:
+            os.remove(os.path.join(d, f))
     for f, data in files.items():
         with open(os.path.join(d, f), "wb") as fh:
             fh.write(data)
@@ -167,52 +172,81 @@ def record_seeds(ms):
     return out
 
 
-def http_seed(flags, count, status, headers, body):
-    h = headers.encode()
-    return bytes([flags, count - 1]) + struct.pack(">H", status) + bytes([len(h)]) + h + body.encode()
+def http_seed(flags, count, status, retry_after, body):
+    """fuzz_http.c's input: flags (1 http_single, 2 no answer, 4 a Location
+    header), events - 1, status (big-endian), the Retry-After value behind
+    its length, then the body."""
+    r = retry_after.encode()
+    b = body if isinstance(body, bytes) else body.encode()
+    return bytes([flags, count - 1]) + struct.pack(">H", status) + bytes([len(r)]) + r + b
+
+
+SINGLE, NO_ANSWER, LOCATION = 1, 2, 4
 
 
 def http_seeds():
     r207 = ('{"results":[{"status":201,"id":"srv-1"},{"status":422,"detail":"bad title"},'
             '{"status":429},{"status":500,"detail":"oops"},{"status":409,"id":"dup"},'
-            '{"status":"x"},{}]}')
+            '{"status":"x"},{},{"status":405}]}')
+    r207_odd = ('{"results":[{"status":200},{"status":401},{"status":404,"detail":"gone"},'
+                '{"status":408},{"status":501},{"status":302},{"status":-1},{"status":201,"id":7}]}')
     return {
-        "batch-201": http_seed(0, 3, 201, "", '{"ids":["a","b","c"]}'),
-        "batch-207": http_seed(0, 8, 207, "Content-Type: application/json\r\n", r207),
+        "batch-200-empty": http_seed(0, 3, 200, "", ""),
+        "batch-201": http_seed(0, 3, 201, "", '{"accepted":3,"ids":["a","b","c"]}'),
+        "batch-202-not-json": http_seed(0, 2, 202, "", "queued"),
+        "batch-207": http_seed(0, 8, 207, "", r207),
+        "batch-207-odd": http_seed(0, 8, 207, "", r207_odd),
         "batch-207-short": http_seed(0, 4, 207, "", '{"results":[{"status":201}]}'),
+        "batch-207-long": http_seed(0, 1, 207, "", '{"results":[{"status":201,"id":"' + "i" * 100 + '"},{"status":201}]}'),
         "batch-207-not-array": http_seed(0, 2, 207, "", '{"results":{"status":201}}'),
         "batch-207-bad-json": http_seed(0, 2, 207, "", '{"results":[{"status":201'),
-        "batch-207-corrupt-event": http_seed(8, 3, 207, "", '{"results":[{"status":201},{"status":201}]}'),
-        "batch-400": http_seed(0, 2, 400, "", '{"detail":"message: field required"}'),
-        "batch-413": http_seed(0, 2, 413, "", ""),
-        "batch-404": http_seed(0, 1, 404, "", "not found"),
-        "batch-429-retry": http_seed(0, 2, 429, "Retry-After: 30\r\n", '{"detail":"slow down"}'),
-        "batch-503-date": http_seed(0, 2, 503, "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n", "busy"),
-        "batch-401": http_seed(0, 1, 401, "", '{"detail":"bad key"}'),
-        "batch-302": http_seed(0, 1, 302, "Location: http://elsewhere/\r\n", ""),
-        "batch-415-gzip": http_seed(2 | 4, 2, 415, "", ""),
-        "batch-neterr": http_seed(16, 2, 0, "", ""),
-        "single-201": http_seed(1, 1, 201, "", '{"id":"srv-9","status":"created"}'),
-        "single-422": http_seed(1, 2, 422, "", '{"detail":"title too long"}'),
-        "single-500-ctl": http_seed(1, 1, 500, "Retry-After:  \t\r\n", "err\x01\x02\nline"),
-        "single-404": http_seed(1, 3, 404, "", ""),
-        "single-200-array": http_seed(1 | 32, 1, 200, "", '[1,2,3]'),
+        "batch-207-empty-one": http_seed(0, 1, 207, "", ""),
+        "batch-400": http_seed(0, 5, 400, "", '{"detail":"message: field required"}'),
+        "batch-400-one": http_seed(0, 1, 400, "", '{"detail":"message: field required"}'),
+        "batch-422-one": http_seed(0, 1, 422, "", "not json\x01"),
+        "batch-413": http_seed(0, 6, 413, "", ""),
+        "batch-413-one": http_seed(0, 1, 413, "", '{"detail":"' + "d" * 300 + '"}'),
+        "batch-404": http_seed(0, 3, 404, "", "not found"),
+        "batch-405": http_seed(0, 1, 405, "", ""),
+        "batch-501": http_seed(0, 2, 501, "", ""),
+        "batch-401": http_seed(0, 2, 401, "", '{"detail":"bad key"}'),
+        "batch-403": http_seed(0, 1, 403, "", ""),
+        "batch-408": http_seed(0, 2, 408, "", ""),
+        "batch-429-retry": http_seed(0, 2, 429, "30", '{"detail":"slow down"}'),
+        "batch-503-date": http_seed(0, 2, 503, "Wed, 21 Oct 2015 07:28:00 GMT", "busy"),
+        "batch-503-huge": http_seed(0, 2, 503, "1e999", ""),
+        "batch-302": http_seed(LOCATION, 2, 302, "", ""),
+        "batch-100": http_seed(0, 2, 100, "", ""),
+        "batch-999": http_seed(0, 2, 999, "abc", ""),
+        "batch-no-answer": http_seed(NO_ANSWER, 4, 0, "", ""),
+        "single-200-id": http_seed(SINGLE, 1, 200, "", '{"id":"srv-9"}'),
+        "single-200-dup": http_seed(SINGLE, 1, 200, "", '{"id":"srv-9","duplicate":true}'),
+        "single-201": http_seed(SINGLE, 1, 201, "", '{"id":"srv-9","status":"created"}'),
+        "single-204": http_seed(SINGLE, 1, 204, "", ""),
+        "single-200-array": http_seed(SINGLE, 1, 200, "", "[1,2,3]"),
+        "single-422": http_seed(SINGLE, 1, 422, "", '{"detail":"title too long"}'),
+        "single-400-ctl": http_seed(SINGLE, 1, 400, "", "err\x01\x02\nline"),
+        "single-413": http_seed(SINGLE, 1, 413, "", ""),
+        "single-404": http_seed(SINGLE, 1, 404, "", ""),
+        "single-501": http_seed(SINGLE, 1, 501, "", ""),
+        "single-401": http_seed(SINGLE, 1, 401, "", '{"detail":"key fuzz-key-0123456789 refused"}'),
+        "single-429": http_seed(SINGLE, 1, 429, "  120 ", ""),
+        "single-500-ctl": http_seed(SINGLE, 1, 500, " \t", "err\x01\x02\nline"),
+        "single-307": http_seed(SINGLE | LOCATION, 1, 307, "", ""),
+        "single-no-answer": http_seed(SINGLE | NO_ANSWER, 1, 0, "", ""),
     }
 
 
 def config_seeds():
+    """The agent's keys at the top, the HTTP transports' in `http:`, the
+    file transport's in `file:` (as sections, or with dotted names)."""
     return {
         "full.yaml": """spool: /var/tmp/fuzz-spool
-endpoint: http://127.0.0.1:8080/api/v1/logs/
-api_key: abcdefghijkl
-headers:
-  X-Site: north
-  X-Trace: "on"
 transports: [http_batch, http_single, file]
-file:
-  path: /var/tmp/out.jsonl
+plugin_dir: /tmp
 batch_size: 50
 max_batch_bytes: 1048576
+max_in_flight: 4
 flush_interval_seconds: 0.5
 min_request_interval_seconds: 0
 retry:
@@ -221,15 +255,24 @@ retry:
   multiplier: 2.5
   jitter: off
   auth_seconds: 300
-timeouts:
-  connect_seconds: 5
-  request_seconds: 30
-gzip: yes
-tls:
-  verify: true
-  ca_file: /etc/ssl/certs/ca.pem
-  client_cert: /c.pem
-  client_key: /k.pem
+http:
+  endpoint: http://127.0.0.1:8080/api/v1/logs/
+  api_key: abcdefghijkl
+  headers:
+    X-Site: north
+    X-Trace: "on"
+  gzip: yes
+  tls:
+    verify: true
+    ca_file: /etc/passwd
+    client_cert: /etc/passwd
+    client_key: /etc/passwd
+  timeouts:
+    connect_seconds: 5
+    request_seconds: 30
+  proxy: none
+file:
+  path: /var/tmp/fuzz-out.jsonl
 max_age_seconds: 86400
 delivery_metadata: true
 recover_interval_seconds: 10
@@ -238,20 +281,46 @@ log:
   level: debug
   target: syslog
 """,
-        "minimal.yaml": "endpoint: https://log.example.org\n",
-        "file-only.yaml": "transports: file\nfile.path: /tmp/x\n",
+        "minimal.yaml": "http:\n  endpoint: https://log.example.org\n",
+        "dotted.yaml": "http.endpoint: http://h/api/v1\nhttp.api_key: short\nhttp.tls.verify: false\nmax_in_flight: 64\n",
+        "file-only.yaml": "transports: file\nfile:\n  path: /tmp/fuzz-out.jsonl\n",
+        "file-dotted.yaml": "transports: [file, http_single]\nfile.path: /tmp/fuzz-out.jsonl\nhttp.endpoint: http://h:1\n",
+        "file-no-path.yaml": "transports: [file]\nfile: {}\n",
+        "no-endpoint.yaml": "transports: [http_single]\nhttp:\n  gzip: true\n",
+        "both-keys.yaml": "http:\n  endpoint: http://h\n  api_key: abcdefghijkl\n  api_key_file: /etc/passwd\n",
+        # 0400, owned by the reader, one line ("00000000"): a key file that loads
+        "key-file.yaml": "http:\n  endpoint: http://h\n  api_key_file: /proc/self/personality\n",
+        "key-file-mode.yaml": "http:\n  endpoint: http://h\n  api_key_file: /etc/passwd\n",
+        "key-space.yaml": "http:\n  endpoint: http://h\n  api_key: \"abc def ghi\"\n",
+        "key-bool.yaml": "http:\n  endpoint: http://h\n  api_key: yes\n",
+        "cert-no-key.yaml": "http:\n  endpoint: http://h\n  tls: {client_cert: /etc/passwd}\n",
+        "in-flight-65.yaml": "max_in_flight: 65\nhttp: {endpoint: 'http://h'}\n",
+        "in-flight-quoted.yaml": "max_in_flight: \"4\"\nhttp: {endpoint: 'http://h'}\n",
+        "timeout-range.yaml": "http:\n  endpoint: http://h\n  timeouts:\n    connect_seconds: 0\n    request_seconds: 1e9\n",
         "empty.yaml": "",
         "null.yaml": "~\n",
         "list.yaml": "- a\n- b\n",
-        "unknown.yaml": "endpoint: http://h\nnope: 1\n",
-        "twice.yaml": "endpoint: http://h\nendpoint: http://g\n",
-        "bad-int.yaml": "endpoint: http://h\nbatch_size: 1e3\n",
-        "bad-header.yaml": "endpoint: http://h\nheaders:\n  X-API-Key: k\n",
-        "anchors.yaml": "endpoint: &e http://h:1\nretry: &r {initial_seconds: 2}\ntimeouts: *r\n",
-        "flow.yaml": "{endpoint: 'http://[::1]:9/api/v1', transports: [http_single], log: {level: warn}}\n",
-        "bad-syntax.yaml": "endpoint: [http://h\n",
-        "section-scalar.yaml": "endpoint: http://h\nretry: 5\n",
-        "tags.yaml": "endpoint: !!str http://h\nbatch_size: !!int 7\ngzip: !!bool true\n",
+        "two-docs.yaml": "http: {endpoint: 'http://h'}\n---\nbatch_size: 2\n",
+        "unknown.yaml": "http:\n  endpoint: http://h\n  nope: 1\n",
+        "unknown-section.yaml": "nats:\n  url: nats://h\n",
+        "unknown-transport.yaml": "transports: [http_batch, nats]\nhttp: {endpoint: 'http://h'}\n",
+        "path-transport.yaml": "transports: [./tx_test.so]\n",
+        "plugin-dir.yaml": "plugin_dir: /tmp\ntransports: [tx_test]\n",
+        "twice.yaml": "http:\n  endpoint: http://h\nhttp:\n  endpoint: http://g\n",
+        "section-twice.yaml": "http:\n  endpoint: http://h\nmax_in_flight: 2\nhttp:\n  api_key: abcdefghijkl\n",
+        "bad-int.yaml": "http.endpoint: http://h\nbatch_size: 1e3\n",
+        "bad-header.yaml": "http:\n  endpoint: http://h\n  headers:\n    X-API-Key: k\n",
+        "header-twice.yaml": "http:\n  endpoint: http://h\n  headers: {X-A: 1, x-a: 2}\n",
+        "header-name.yaml": "http:\n  endpoint: http://h\n  headers: {\"X A\": 1}\n",
+        "anchors.yaml": ("retry: &r {initial_seconds: 2}\nhttp:\n  endpoint: &e http://h:1\n  proxy: *e\n"
+                         "  timeouts: {connect_seconds: &t 2, request_seconds: *t}\n"),
+        "anchors-wrong.yaml": "retry: &r {initial_seconds: 2}\nhttp:\n  endpoint: http://h:1\n  timeouts: *r\n",
+        "flow.yaml": "{http: {endpoint: 'http://[::1]:9/api/v1', gzip: on}, transports: [http_single], max_in_flight: 3, log: {level: warn}}\n",
+        "bad-syntax.yaml": "http: {endpoint: [http://h\n",
+        "section-scalar.yaml": "http: 5\n",
+        "section-list.yaml": "file: [a]\ntransports: file\n",
+        "bad-endpoint.yaml": "http:\n  endpoint: ftp://h/api/v1\n",
+        "tags.yaml": "http:\n  endpoint: !!str http://h\nbatch_size: !!int 7\nhttp.gzip: !!bool true\n",
     }
 
 

@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include "../spool/testutil.h"
+#include "check_main.h"
 
 #ifndef IOERR_WORKLOAD
 #error "IOERR_WORKLOAD must name the workload binary"
@@ -405,5 +406,5 @@ int main(void)
 	tcase_set_timeout(tm, 120);
 	tcase_add_test(tm, test_malloc);
 	suite_add_tcase(s, tm);
-	return tu_run_suite(s);
+	return tc_run_forked(s);
 }

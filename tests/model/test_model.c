@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "ops.h"
 #include "testutil.h"
 
@@ -190,7 +191,7 @@ int main(void)
 	tcase_set_timeout(tc, 120.0 + g_steps * 0.5);
 	tcase_add_loop_test(tc, test_model_round, 0, (int)g_seeds);
 	suite_add_tcase(s, tc);
-	int rc = tu_run_suite(s);
+	int rc = tc_run_forked(s);
 
 	/* sum the rounds (a failed round saved its figures up to the failure) */
 	uint64_t rounds = 0, steps = 0, ev = 0, lost = 0, dups = 0, crashes = 0, window = 0,

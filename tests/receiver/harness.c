@@ -84,10 +84,17 @@ static void start(struct rx *rx, const char *const *args, bool with_out)
 	while (test_now() < deadline) {
 		FILE *f = fopen(port_file, "r");
 		if (f) {
-			int ok = fscanf(f, "%d", &rx->port);
+			/* "N\n", or "N https\n" when serving TLS */
+			char scheme[8] = "";
+			int ok = fscanf(f, "%d%7s", &rx->port, scheme);
 			fclose(f);
-			if (ok == 1 && rx->port > 0)
+			if (ok >= 1 && rx->port > 0) {
+				ck_assert_msg(ok == 1 || strcmp(scheme, "https") == 0,
+					      "port file: unknown scheme '%s'",
+					      scheme);
+				rx->https = ok == 2;
 				return;
+			}
 		}
 		int status;
 		ck_assert_msg(waitpid(rx->pid, &status, WNOHANG) == 0,
@@ -201,11 +208,17 @@ void rx_request(struct rx *rx, const char *method, const char *path,
 	struct curl_slist *list = NULL;
 
 	memset(out, 0, sizeof(*out));
-	snprintf(url, sizeof(url), "http://%s:%d%s",
+	snprintf(url, sizeof(url), "%s://%s:%d%s", rx->https ? "https" : "http",
 		 rx->ipv6 ? "[::1]" : "127.0.0.1", rx->port, path);
 	CURL *c = curl_easy_init();
 	ck_assert_ptr_nonnull(c);
 	curl_easy_setopt(c, CURLOPT_URL, url);
+	if (rx->https) {
+		ck_assert_msg(rx->ca_file != NULL,
+			      "an https receiver needs rx->ca_file");
+		curl_easy_setopt(c, CURLOPT_CAINFO, rx->ca_file);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	if (body) {

@@ -14,6 +14,8 @@ struct rx {
 	pid_t pid;
 	int port;
 	bool ipv6;
+	bool https;	      /* the port file said "N https" (--tls-cert) */
+	const char *ca_file; /* with https: the only CA rx_request trusts */
 	char dir[64];	  /* private temp dir */
 	char out[96];	  /* the --out file (dir/out.jsonl) */
 	char stdout_path[96];
@@ -32,7 +34,8 @@ struct resp {
 
 /* Starts the receiver with --port 0, --port-file and --out dir/out.jsonl
  * followed by the NULL-terminated `args`.  Fails the test when it does not
- * come up within 5 s. */
+ * come up within 5 s.  rx->https tells whether it serves TLS; requests
+ * then trust only rx->ca_file, which the caller sets after the start. */
 void rx_start(struct rx *rx, const char *const *args);
 /* As rx_start, without adding --out. */
 void rx_start_no_out(struct rx *rx, const char *const *args);

@@ -5,6 +5,7 @@
 
 #include <curl/curl.h>
 
+#include "check_main.h"
 #include "tests.h"
 
 int main(void)
@@ -15,10 +16,8 @@ int main(void)
 	suite_add_tcase(s, faults_tcase());
 	suite_add_tcase(s, robust_tcase());
 	suite_add_tcase(s, jscan_tcase());
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	suite_add_tcase(s, tls_tcase());
+	int rc = tc_run(s);
 	curl_global_cleanup();
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return rc;
 }

@@ -549,7 +549,7 @@ START_TEST(cli_help_and_usage_errors)
 		"--seed", "--outage-file", "--latency-ms", "--reject-word",
 		"--reject-whole-batch", "--no-batch", "--drop-after-store",
 		"--slow-body-ms", "--bad-json-2xx", "--transient-word",
-		"--no-gzip", "--drop-rate",
+		"--no-gzip", "--drop-rate", "--tls-cert", "--tls-key",
 	};
 	for (size_t i = 0; i < sizeof(flags) / sizeof(flags[0]); i++)
 		ck_assert_msg(strstr(out, flags[i]) != NULL,

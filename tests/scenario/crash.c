@@ -47,6 +47,7 @@
 #include <spool/mlog.h>
 #include <spool/spool.h>
 
+#include "check_main.h"
 #include "harness.h"
 #include "testutil.h"
 
@@ -199,7 +200,7 @@ static _Noreturn void producer_main(const struct run *w, unsigned k, int threads
 	struct mlog_config cfg = {
 	    .spool_dir = w->d.spool,
 	    .durability = sync ? "sync" : "commit",
-	    .embedded_sender = MLOG_OFF, /* spool-agent is the one sender */
+	    .spawn_agent = MLOG_OFF, /* the test's spool-agent is the one sender */
 	    .batch_size = w->sc->batch_size,
 	};
 	char err[256];
@@ -331,7 +332,11 @@ static void write_agent_config(const struct run *w)
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
 	        "spool: %s\n"
-	        "endpoint: %s\n"
+	        "http:\n"
+	        "  endpoint: %s\n"
+	        "  timeouts:\n"
+	        "    connect_seconds: 5\n"
+	        "    request_seconds: 20\n"
 	        "batch_size: %d\n"
 	        "flush_interval_seconds: 0.1\n"
 	        "recover_interval_seconds: 0.5\n"
@@ -339,9 +344,6 @@ static void write_agent_config(const struct run *w)
 	        "retry:\n"
 	        "  initial_seconds: 0.02\n"
 	        "  max_seconds: 0.2\n"
-	        "timeouts:\n"
-	        "  connect_seconds: 5\n"
-	        "  request_seconds: 20\n"
 	        "log:\n"
 	        "  level: info\n",
 	        w->d.spool, w->rx.url, w->sc->batch_size);
@@ -774,5 +776,5 @@ int main(void)
 	tcase_add_test(tc, agent_kill);
 	tcase_add_test(tc, both_kill);
 	suite_add_tcase(s, tc);
-	return tu_run_suite(s);
+	return tc_run_forked(s);
 }

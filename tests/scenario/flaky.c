@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "codec/json.h"
 #include <spool/mlog.h>
 
@@ -230,7 +231,7 @@ static void produce(int p, const struct plan *pl)
 	    .spool_dir = pl->spool,
 	    .durability = "commit",
 	    .backpressure = MLOG_OFF, /* the backlog is the point of an outage */
-	    .embedded_sender = MLOG_OFF,
+	    .spawn_agent = MLOG_OFF,
 	};
 	if (mlog_configure_ex(&cfg, err, sizeof(err))) {
 		fprintf(stderr, "producer %d: mlog_configure: %s\n", p, err);
@@ -334,11 +335,11 @@ static void write_config(const struct th_dir *d, const char *url, long batch,
 	FILE *f = fopen(d->config, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
-	        "spool: %s\nendpoint: %s\nbatch_size: %ld\nflush_interval_seconds: 0.2\n"
+	        "spool: %s\nhttp:\n  endpoint: %s\n  timeouts:\n    connect_seconds: 5\n"
+	        "    request_seconds: 10\nbatch_size: %ld\nflush_interval_seconds: 0.2\n"
 	        "meta_interval_seconds: 0.1\n"
 	        "retry:\n  initial_seconds: %g\n  multiplier: %g\n  max_seconds: %g\n  jitter: %s\n"
 	        "  auth_seconds: 30\n"
-	        "timeouts:\n  connect_seconds: 5\n  request_seconds: 10\n"
 	        "log:\n  level: info\n",
 	        d->spool, url, batch, po->initial, po->multiplier, po->max,
 	        po->jitter ? "true" : "false");
@@ -979,5 +980,5 @@ int main(void)
 	tcase_add_test(tc, outage);
 	tcase_add_test(tc, flaky);
 	suite_add_tcase(s, tc);
-	return tu_run_suite(s);
+	return tc_run_forked(s);
 }

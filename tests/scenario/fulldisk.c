@@ -50,6 +50,7 @@
 
 #include <spool/mlog.h>
 
+#include "check_main.h"
 #include "harness.h"
 #include "testutil.h"
 
@@ -166,7 +167,7 @@ static void producer_main(const struct scen *sc, const struct prod *p)
 	    .drop_when_full = sc->v->drop,
 	    .queue_timeout_seconds = sc->v->queue_timeout,
 	    .backpressure = MLOG_OFF,
-	    .embedded_sender = MLOG_OFF, /* spool-agent drains */
+	    .spawn_agent = MLOG_OFF, /* spool-agent drains */
 	    .batch_size = 50,
 	};
 	char err[256];
@@ -827,5 +828,5 @@ int main(void)
 	tcase_set_timeout(tc, 900);
 	tcase_add_loop_test(tc, test_fulldisk, 0, (int)NVARIANTS);
 	suite_add_tcase(s, tc);
-	return tu_run_suite(s);
+	return tc_run_forked(s);
 }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 static char g_dir[PATH_MAX];
@@ -1281,5 +1282,5 @@ static Suite *basic_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(basic_suite());
+	return tc_run_forked(basic_suite());
 }

@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 #define NPROC 4
@@ -454,5 +455,5 @@ static Suite *conc_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(conc_suite());
+	return tc_run_forked(conc_suite());
 }

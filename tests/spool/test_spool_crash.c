@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 static char g_dir[PATH_MAX];
@@ -342,5 +343,5 @@ static Suite *crash_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(crash_suite());
+	return tc_run_forked(crash_suite());
 }

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "codec/event.h"
 
 #include "testutil.h"
@@ -320,5 +321,5 @@ static Suite *event_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(event_suite());
+	return tc_run_forked(event_suite());
 }

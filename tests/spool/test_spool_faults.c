@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 static char g_dir[PATH_MAX];
@@ -684,5 +685,5 @@ static Suite *faults_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(faults_suite());
+	return tc_run_forked(faults_suite());
 }

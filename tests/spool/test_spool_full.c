@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 static char g_dir[PATH_MAX];
@@ -467,5 +468,5 @@ static Suite *full_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(full_suite());
+	return tc_run_forked(full_suite());
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "testutil.h"
 
 #define SPOOL_REC_HDR_BYTES 16 /* the stored header before each event */
@@ -202,5 +203,5 @@ static Suite *map_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(map_suite());
+	return tc_run_forked(map_suite());
 }

@@ -509,19 +509,6 @@ int tu_capture(const char *cmd, char *buf, size_t len)
 	return pclose(p);
 }
 
-int tu_run_suite(Suite *s)
-{
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_FORK);
-	/* CK_FORK=no in the environment still wins, for debugging. */
-	const char *f = getenv("CK_FORK");
-	if (f && strcmp(f, "no") == 0)
-		srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_ENV);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
 
 int tu_private_tmpfs(const char *dir, const char *size_opt)
 {

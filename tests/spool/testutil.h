@@ -132,7 +132,4 @@ int tu_private_tmpfs(const char *dir, const char *size_opt);
 /* Runs `cmd` through the shell, captures up to len-1 bytes of stdout. */
 int tu_capture(const char *cmd, char *buf, size_t len);
 
-/* Builds and runs a suite; returns the process exit status. */
-int tu_run_suite(Suite *s);
-
 #endif

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "codec/event.h"
 #include <spool/spool.h>
 
@@ -759,5 +760,5 @@ static Suite *spoolctl_suite(void)
 
 int main(void)
 {
-	return tu_run_suite(spoolctl_suite());
+	return tc_run_forked(spoolctl_suite());
 }

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -756,18 +757,28 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 	*con_cls = NULL;
 }
 
+/* True while MHD_start_daemon runs: why it refuses (a key that does not
+ * match the certificate, say) is worth printing without --verbose. */
+static atomic_bool starting;
+
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	const struct rx_config *cfg = cls;
-	if (!cfg->verbose)
+	if (!cfg->verbose && !atomic_load(&starting))
 		return;
 	fputs("mlog-receiver: libmicrohttpd: ", stderr);
 	vfprintf(stderr, fmt, ap);
 }
 
 struct MHD_Daemon *http_start(const struct rx_config *cfg,
-			      struct store *store, int fd, bool ipv6)
+			      struct store *store, int fd, bool ipv6,
+			      const struct tls_pem *tls)
 {
+	struct MHD_OptionItem tls_opts[] = {
+		{ MHD_OPTION_HTTPS_MEM_CERT, 0, tls->cert },
+		{ MHD_OPTION_HTTPS_MEM_KEY, 0, tls->key },
+		{ MHD_OPTION_END, 0, NULL },
+	};
 	the_ctx.cfg = cfg;
 	the_ctx.store = store;
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD |
@@ -775,7 +786,12 @@ struct MHD_Daemon *http_start(const struct rx_config *cfg,
 			     MHD_USE_ERROR_LOG;
 	if (ipv6)
 		flags |= MHD_USE_IPv6;
-	return MHD_start_daemon(
+	if (tls->cert)
+		flags |= MHD_USE_TLS;
+	else
+		tls_opts[0].option = MHD_OPTION_END;
+	atomic_store(&starting, true);
+	struct MHD_Daemon *d = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, &the_ctx,
 		MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, (void *)cfg,
 		MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
@@ -783,7 +799,10 @@ struct MHD_Daemon *http_start(const struct rx_config *cfg,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
+	atomic_store(&starting, false);
+	return d;
 }
 
 void http_stop(struct MHD_Daemon *d)

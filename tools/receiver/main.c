@@ -13,6 +13,7 @@
 #include "http.h"
 #include "options.h"
 #include "store.h"
+#include "tls.h"
 
 /* Binds exactly the address asked for.  Returns the listening socket or
  * -1 with a message on stderr. */
@@ -73,9 +74,9 @@ fail:
 	return -1;
 }
 
-/* Writes the port to `path` through a temporary file and rename(), so a
- * reader never sees a partial number. */
-static int write_port_file(const char *path, int port)
+/* Writes the port (and " https" when serving TLS) to `path` through a
+ * temporary file and rename(), so a reader never sees a partial line. */
+static int write_port_file(const char *path, int port, const char *scheme)
 {
 	size_t n = strlen(path) + 32;
 	char *tmp = malloc(n);
@@ -85,7 +86,7 @@ static int write_port_file(const char *path, int port)
 	FILE *f = fopen(tmp, "we");
 	int rc = -1;
 	if (f) {
-		int w = fprintf(f, "%d\n", port);
+		int w = fprintf(f, "%d%s\n", port, scheme);
 		if (fclose(f) == 0 && w > 0 && rename(tmp, path) == 0)
 			rc = 0;
 		else
@@ -104,6 +105,8 @@ int main(int argc, char **argv)
 	struct rx_config cfg;
 	struct store *store = NULL;
 	struct MHD_Daemon *daemon = NULL;
+	struct tls_pem tls = { 0 };
+	char err[512];
 	int fd = -1, port = 0, status = 1;
 	bool ipv6 = false;
 	sigset_t stop;
@@ -116,6 +119,13 @@ int main(int argc, char **argv)
 	case OPT_USAGE:
 		return 2;
 	}
+	if (tls_pem_load(&cfg, &tls, err, sizeof(err))) {
+		fprintf(stderr, "mlog-receiver: %s\n", err);
+		return 2;
+	}
+	/* The ready line's word after the port; none for plain HTTP, so the
+	 * line stays "port N" as before TLS existed. */
+	const char *scheme = tls.cert ? " https" : "";
 
 	/* Every thread inherits this mask; only sigwait() below sees the
 	 * stop signals. */
@@ -134,22 +144,24 @@ int main(int argc, char **argv)
 	fd = bind_listen(cfg.listen, cfg.port, &ipv6, &port);
 	if (fd < 0)
 		goto out;
-	daemon = http_start(&cfg, store, fd, ipv6);
+	daemon = http_start(&cfg, store, fd, ipv6, &tls);
 	if (!daemon) {
-		fprintf(stderr, "mlog-receiver: libmicrohttpd did not start\n");
+		fprintf(stderr, "mlog-receiver: libmicrohttpd did not start%s\n",
+			tls.cert ? " (is --tls-key the key of --tls-cert?)"
+				 : "");
 		close(fd);
 		goto out;
 	}
 	fd = -1; /* the daemon owns it now */
 	if (cfg.port == 0) {
-		printf("port %d\n", port);
+		printf("port %d%s\n", port, scheme);
 		fflush(stdout);
 	}
-	if (cfg.port_file && write_port_file(cfg.port_file, port))
+	if (cfg.port_file && write_port_file(cfg.port_file, port, scheme))
 		goto out;
 	if (cfg.verbose)
-		fprintf(stderr, "mlog-receiver: listening on %s port %d\n",
-			cfg.listen, port);
+		fprintf(stderr, "mlog-receiver: listening on %s port %d (%s)\n",
+			cfg.listen, port, tls.cert ? "https" : "http");
 
 	int sig = 0;
 	while (sigwait(&stop, &sig) != 0)
@@ -160,6 +172,7 @@ int main(int argc, char **argv)
 	status = 0;
 out:
 	http_stop(daemon);
+	tls_pem_release(&tls);
 	if (store_destroy(store)) {
 		fprintf(stderr, "mlog-receiver: flushing --out failed\n");
 		status = 1;

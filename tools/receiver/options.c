@@ -37,13 +37,22 @@ static const struct opt_row rows[] = {
 	  "numeric address to bind: 127.0.0.1, ::1 or another local address "
 	  "(only that one address is bound)", "Listening" },
 	{ "port", T_LONG, "0", AT(port), 0, 65535, "N",
-	  "TCP port; 0 picks a free one and prints \"port N\" on stdout", NULL },
+	  "TCP port; 0 picks a free one and prints \"port N\" on stdout "
+	  "(\"port N https\" with --tls-cert)", NULL },
 	{ "port-file", T_STR, NULL, AT(port_file), 0, 0, "FILE",
-	  "write the bound port number to FILE (temp file + rename)", NULL },
+	  "write the bound port number to FILE, followed by \" https\" with "
+	  "--tls-cert (temp file + rename)", NULL },
 	{ "max-connections", T_LONG, "256", AT(max_connections), 1, 100000, "N",
 	  "concurrent connections (one thread each)", NULL },
 	{ "idle-timeout", T_LONG, "60", AT(idle_timeout), 0, 86400, "SECS",
 	  "close connections idle this long (0: never)", NULL },
+
+	{ "tls-cert", T_STR, NULL, AT(tls_cert), 0, 0, "FILE",
+	  "serve HTTPS with this PEM certificate (the server's first, then "
+	  "any intermediates); needs --tls-key", "TLS (both or neither; "
+	  "without them the receiver serves plain HTTP)" },
+	{ "tls-key", T_STR, NULL, AT(tls_key), 0, 0, "FILE",
+	  "the PEM private key of --tls-cert, unencrypted", NULL },
 
 	{ "out", T_STR, NULL, AT(out), 0, 0, "FILE",
 	  "append accepted events to FILE as JSON lines (\"-\": stdout); "
@@ -363,6 +372,13 @@ enum opt_result options_parse(int argc, char **argv, struct rx_config *cfg)
 		fprintf(stderr, "%s: status 0 is only allowed for "
 				"--fail-rate-status\n",
 			argv[0]);
+		return OPT_USAGE;
+	}
+	if (!cfg->tls_cert != !cfg->tls_key) {
+		fprintf(stderr, "%s: --%s is missing: --%s needs it (give "
+				"both or neither)\n",
+			argv[0], cfg->tls_cert ? "tls-key" : "tls-cert",
+			cfg->tls_cert ? "tls-cert" : "tls-key");
 		return OPT_USAGE;
 	}
 	if (cfg->max_inflated == 0)

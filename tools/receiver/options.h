@@ -13,6 +13,9 @@ struct rx_config {
 	const char *port_file;
 	long max_connections;
 	long idle_timeout;
+	/* TLS: both set or neither */
+	const char *tls_cert;
+	const char *tls_key;
 	/* storing */
 	const char *out;
 	long dedup_max;
