@@ -22,6 +22,7 @@
 #include "codec/endpoint.h"
 #include "config.h"
 #include "config_internal.h"
+#include "window.h"
 
 #ifndef SPOOL_PLUGIN_INSTALL_DIR
 #define SPOOL_PLUGIN_INSTALL_DIR "/usr/local/lib/master-log-spool/plugins"
@@ -40,8 +41,12 @@ enum agent_key {
 	K_TRANSPORTS,
 	K_PLUGIN_DIR,
 	K_BATCH_SIZE,
+	K_MAX_BATCH_SIZE,
 	K_MAX_BATCH_BYTES,
 	K_MAX_IN_FLIGHT,
+	K_BANDWIDTH_LIMIT,
+	K_SEND_WINDOWS,
+	K_REPLAY_ORDER,
 	K_FLUSH_INTERVAL,
 	K_MIN_REQUEST_INTERVAL,
 	K_RETRY_INITIAL,
@@ -69,11 +74,28 @@ static const struct spool_tx_option agent_options[K_COUNT] = {
 			  "folder searched first for <name>.so of a transport that is not built in (then "
 			  "$SPOOL_PLUGIN_DIR, then the install folder)"},
 	[K_BATCH_SIZE] = {"batch_size", T_INT, CONFIG_K_TEXT, "100", "MASTER_LOG_BATCH_SIZE", 1, 100000, NULL,
-			  "events per request at most"},
+			  "events per request for live traffic (the seed's meaning)"},
+	[K_MAX_BATCH_SIZE] = {"max_batch_size", T_INT, CONFIG_K_TEXT, "1000", "MASTER_LOG_MAX_BATCH_SIZE", 1, 100000,
+			      NULL,
+			      "events per request at most while a backlog waits (1000 is the HTTP protocol's "
+			      "limit); not below batch_size"},
 	[K_MAX_BATCH_BYTES] = {"max_batch_bytes", T_INT, CONFIG_K_TEXT, "5242880", NULL, 1024, 1 << 30, NULL,
 			       "bytes per request at most (stored bytes when reading, JSON bytes when sending)"},
-	[K_MAX_IN_FLIGHT] = {"max_in_flight", T_INT, CONFIG_K_TEXT, "1", NULL, 1, 64, NULL,
-			     "requests open at once (for transports that can keep several)"},
+	[K_MAX_IN_FLIGHT] = {"max_in_flight", T_INT, CONFIG_K_TEXT, "4", "MASTER_LOG_MAX_IN_FLIGHT", 1, 64, NULL,
+			     "requests open at once (for transports that can keep several; batches may then "
+			     "complete out of order)"},
+	[K_BANDWIDTH_LIMIT] = {"bandwidth_limit", T_STR, CONFIG_K_RATE, "0", "MASTER_LOG_BANDWIDTH_LIMIT", 0, 0,
+			       NULL,
+			       "bytes per second the agent sends at most (request bodies as sent, and headers), "
+			       "averaged; suffix k or M for thousands or millions; 0: no cap"},
+	[K_SEND_WINDOWS] = {"send_windows", T_LIST, CONFIG_K_WINDOWS, NULL, "MASTER_LOG_SEND_WINDOWS", 0, 0, NULL,
+			    "times of day when sending is allowed, as HH:MM[:SS]-HH:MM[:SS], local time or "
+			    "with a trailing Z for UTC (e.g. [\"01:00-05:00\", \"13:30-14:10Z\"]); empty: "
+			    "always"},
+	[K_REPLAY_ORDER] = {"replay_order", T_STR, CONFIG_K_CHOICE, "fifo", "MASTER_LOG_REPLAY_ORDER", 0, 0,
+			    "fifo|severity",
+			    "fifo: oldest first; severity: a waiting backlog goes fatal, error, warn, info, "
+			    "debug, each in enqueue order"},
 	[K_FLUSH_INTERVAL] = {"flush_interval_seconds", T_SECONDS, CONFIG_K_TEXT, "1.0",
 			      "MASTER_LOG_FLUSH_INTERVAL_SECONDS", 0.001, 86400, NULL,
 			      "an idle agent looks at the spool this often (a producer's wake-up is at once)"},
@@ -402,7 +424,7 @@ int set_scalar(const struct spool_tx_option *o, const char *text, struct spool_t
 			p += strspn(p, sep);
 		}
 		size_t most = is_names(o) ? AGENT_MAX_TRANSPORTS : 1000;
-		if (n == 0 || n > most) {
+		if ((n == 0 && o->kind != CONFIG_K_WINDOWS) || n > most) {
 			for (size_t i = 0; i < n; i++)
 				free(l[i]);
 			free(l);
@@ -651,6 +673,12 @@ static int check_string(struct loadctx *lc, const struct key *k)
 		return errno == ENOENT ? 0 : kerr(lc, k, "%s: %s", SHOW(v), strerror(errno));
 	case CONFIG_K_CHOICE:
 		return check_choice(lc, k, val);
+	case CONFIG_K_RATE: {
+		char why[200];
+		if (config_parse_rate(v, why, sizeof(why)) < 0)
+			return kerr(lc, k, "%s", why);
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -669,6 +697,17 @@ static int check_names(struct loadctx *lc, const struct key *k)
 			if (strcmp(v->items[j], n) == 0)
 				return kerr(lc, k, "'%s' named twice", SHOW(n));
 	}
+	return 0;
+}
+
+/* Send windows: every entry a window (agent/window.h). */
+static int check_windows(struct loadctx *lc, const struct key *k)
+{
+	const struct spool_tx_value *v = value_of(lc, k);
+	struct window_set w;
+	char why[300];
+	if (v->set && window_parse(v->items, v->nitems, &w, why, sizeof(why)) != 0)
+		return kerr(lc, k, "%s", why);
 	return 0;
 }
 
@@ -758,7 +797,12 @@ static void fill_fields(struct agent_config *cfg)
 	cfg->ntransports = v[K_TRANSPORTS].nitems;
 	cfg->plugin_dir = (char *)v[K_PLUGIN_DIR].text;
 	cfg->batch_size = (long)v[K_BATCH_SIZE].integer;
+	cfg->max_batch_size = (long)v[K_MAX_BATCH_SIZE].integer;
 	cfg->max_batch_bytes = (long)v[K_MAX_BATCH_BYTES].integer;
+	cfg->bandwidth_limit = config_parse_rate(v[K_BANDWIDTH_LIMIT].text, NULL, 0);
+	cfg->send_windows = (char **)v[K_SEND_WINDOWS].items;
+	cfg->nsend_windows = v[K_SEND_WINDOWS].nitems;
+	cfg->replay_severity = v[K_REPLAY_ORDER].text && strcmp(v[K_REPLAY_ORDER].text, "severity") == 0;
 	cfg->max_in_flight = (long)v[K_MAX_IN_FLIGHT].integer;
 	cfg->flush_interval = v[K_FLUSH_INTERVAL].number;
 	cfg->min_request_interval = v[K_MIN_REQUEST_INTERVAL].number;
@@ -824,6 +868,9 @@ static int cross_checks(struct loadctx *lc)
 {
 	struct agent_config *cfg = lc->cfg;
 	const struct spool_tx_value *v = cfg->sections[0].values;
+	if (v[K_BATCH_SIZE].integer > v[K_MAX_BATCH_SIZE].integer)
+		return kerr(lc, find_key(lc, "batch_size"), "%lld is larger than max_batch_size (%lld)",
+			    (long long)v[K_BATCH_SIZE].integer, (long long)v[K_MAX_BATCH_SIZE].integer);
 	if (v[K_RETRY_MAX].number < v[K_RETRY_INITIAL].number)
 		return kerr(lc, find_key(lc, "retry.max_seconds"), "%g is smaller than retry.initial_seconds (%g)",
 			    v[K_RETRY_MAX].number, v[K_RETRY_INITIAL].number);
@@ -913,6 +960,8 @@ int config_load(const char *path, const struct agent_overrides *ov, struct agent
 			goto fail;
 		if (is_names(k->o) && check_names(&lc, k))
 			goto fail;
+		if (k->o->kind == CONFIG_K_WINDOWS && check_windows(&lc, k))
+			goto fail;
 	}
 	if (cross_checks(&lc))
 		goto fail;
@@ -940,6 +989,41 @@ void config_redact_key(const char *key, char *buf, size_t len)
 		snprintf(buf, len, "(set, %zu characters)", n);
 	else
 		snprintf(buf, len, "...%s", key + n - 4);
+}
+
+double config_parse_rate(const char *text, char *why, size_t whylen)
+{
+	if (!text)
+		return 0;
+	char *end = NULL;
+	errno = 0;
+	double v = strtod(text, &end);
+	double unit = 1;
+	if (end != text && (*end == 'k' || *end == 'K')) {
+		unit = 1e3;
+		end++;
+	} else if (end != text && *end == 'M') {
+		unit = 1e6;
+		end++;
+	}
+	if (end == text || *end || errno || !isfinite(v) || v < 0 || !isdigit((unsigned char)text[0])) {
+		if (why)
+			snprintf(why, whylen, "'%.40s' is not a rate in bytes per second (like 62500, 500k or 1.5M)",
+				 text);
+		return -1;
+	}
+	v *= unit;
+	if (v > 1e12) {
+		if (why)
+			snprintf(why, whylen, "'%.40s' is more than 1e12 bytes per second", text);
+		return -1;
+	}
+	if (v > 0 && v < 100) {
+		if (why)
+			snprintf(why, whylen, "'%.40s' is below 100 bytes per second (0 turns the cap off)", text);
+		return -1;
+	}
+	return v;
 }
 
 int config_log_level(const char *name)

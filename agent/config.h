@@ -33,8 +33,13 @@ struct agent_config {
 	size_t ntransports;
 	char *plugin_dir;
 	long batch_size;
+	long max_batch_size;
 	long max_batch_bytes;
 	long max_in_flight;
+	double bandwidth_limit; /* bytes per second; 0: none */
+	char **send_windows;	/* as written; agent/window.h reads them */
+	size_t nsend_windows;
+	bool replay_severity;	/* replay_order: severity */
 	double flush_interval;
 	double min_request_interval;
 	double retry_initial;
@@ -105,6 +110,8 @@ enum config_kind {
 	CONFIG_K_CHOICE = SPOOL_TX_CHOICE,
 	CONFIG_K_SPOOL = 100, /* a directory, made when missing */
 	CONFIG_K_NAMES = 101, /* a list of transport names */
+	CONFIG_K_RATE = 102,  /* bytes per second: 62500, 500k, 1.5M */
+	CONFIG_K_WINDOWS = 103, /* send windows (agent/window.h) */
 };
 
 struct config_key_info {
@@ -129,6 +136,11 @@ int config_key_info(size_t i, struct config_key_info *out);
 
 /* "...abcd": at most the last 4 characters of a secret, for logs. */
 void config_redact_key(const char *key, char *buf, size_t len);
+
+/* "62500", "500k", "1.5M" (k and M: thousands and millions of bytes per
+ * second) -> bytes per second; NULL or "0" -> 0.  -1 with why filled
+ * (when given) for anything else. */
+double config_parse_rate(const char *text, char *why, size_t whylen);
 
 /* Log levels by name: "error", "warning", "info", "debug" -> syslog level. */
 int config_log_level(const char *name);

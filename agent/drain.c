@@ -18,6 +18,8 @@
 #define MAX_RETRY_AFTER 86400.0
 #define MAX_WINDOW 64
 #define WAIT_SLICE 0.1 /* longest wait inside one step for answers */
+#define SPOOL_NSEV_DRAIN 5 /* enum spool_severity: debug .. fatal */
+#define BW_BURST_SECONDS 1.0 /* an idle link saves up at most this much of the cap */
 
 /* A run of events read from the spool together, encoded once; its
  * requests may cover parts of it (after a split or isolation). */
@@ -34,6 +36,7 @@ struct batch {
 	size_t open;		    /* requests not finished */
 	bool failed;		    /* a request failed as a whole */
 	struct spool_tx_status fail; /* the first such failure */
+	int severity;		    /* severity order: the one severity it holds; else -1 */
 };
 
 /* One request: a range of a batch's events on one link. */
@@ -79,6 +82,11 @@ struct drain {
 	bool failed;		 /* ... and a request failed as a whole: */
 	struct spool_tx_status fail; /* the first such failure since the last try */
 	bool stopped;		 /* cancelled */
+	bool paused;		 /* drain_pause() */
+	bool probing;		 /* after a failed round: one request at a time until one is answered */
+	uint64_t sev_after[SPOOL_NSEV_DRAIN]; /* severity order: scanned up to, per severity */
+	double bw_tokens;	 /* bandwidth_limit: bytes that may go now (< 0: in debt) */
+	double bw_stamp;	 /* when bw_tokens was last brought up to date */
 	uint64_t head_seq;	 /* first seq of the last batch read from the start */
 	uint32_t head_attempts;
 	double max_retry_after;
@@ -116,6 +124,12 @@ static int set_chain(struct drain *d, const struct drain_params *p, const struct
 		d->p.max_in_flight = 1;
 	if (d->p.max_in_flight > MAX_WINDOW)
 		d->p.max_in_flight = MAX_WINDOW;
+	if (d->p.max_batch_size < d->p.batch_size)
+		d->p.max_batch_size = d->p.batch_size;
+	if (d->p.bandwidth_limit < 0)
+		d->p.bandwidth_limit = 0;
+	d->bw_tokens = 0;
+	d->bw_stamp = mono_now();
 	memcpy(d->chain, chain, n * sizeof(*chain));
 	d->nchain = n;
 	d->active = 0;
@@ -188,6 +202,8 @@ static struct batch *batch_get(struct drain *d, size_t n)
 	}
 	b->next = NULL;
 	b->n = b->nbad = b->open = 0;
+	if (n <= b->cap) /* a range never started must read as "keep", not a past answer */
+		memset(b->out, 0, n * sizeof(*b->out));
 	b->failed = false;
 	b->json.len = b->ids.len = 0;
 	if (n > b->cap) {
@@ -205,6 +221,7 @@ static struct batch *batch_get(struct drain *d, size_t n)
 			return NULL;
 		}
 		b->cap = n;
+		memset(b->out, 0, n * sizeof(*b->out));
 	}
 	return b;
 }
@@ -398,6 +415,45 @@ static int encode_batch(struct drain *d, struct batch *b, const struct spool_rec
 	return 0;
 }
 
+/* Requests that may be open now: the window, or one while probing an
+ * endpoint that failed. */
+static size_t window(const struct drain *d)
+{
+	return d->probing ? 1 : d->p.max_in_flight;
+}
+
+/* ---- bandwidth_limit: a token bucket in bytes ----
+ *
+ * A request may start while the bucket is not in debt; its wire bytes are
+ * then taken out whole, which may put the bucket in debt until time pays it
+ * back.  So the bytes sent over any long span stay within the cap plus one
+ * request, and the transport keeps each request's own speed under the cap.
+ * An idle link saves up at most BW_BURST_SECONDS of it. */
+static double bw_tokens_at(const struct drain *d, double now)
+{
+	double t = d->bw_tokens + (now - d->bw_stamp) * d->p.bandwidth_limit;
+	double cap = d->p.bandwidth_limit * BW_BURST_SECONDS;
+	return t > cap ? cap : t;
+}
+
+static void bw_charge(struct drain *d, double now, uint64_t bytes)
+{
+	if (d->p.bandwidth_limit <= 0)
+		return;
+	d->bw_tokens = bw_tokens_at(d, now) - (double)bytes;
+	d->bw_stamp = now;
+}
+
+/* Bytes a request puts on the wire when its transport does not say: the
+ * body's JSON and a little for the request line and headers. */
+static uint64_t wire_estimate(const struct req *q)
+{
+	uint64_t n = 13 + 200;
+	for (size_t i = 0; i < q->n; i++)
+		n += q->b->ev[q->off + i].json_len + 1;
+	return n;
+}
+
 /* ---- requests ---- */
 
 static struct req *new_req(struct batch *b, size_t off, size_t n, size_t link)
@@ -503,6 +559,7 @@ static void answered(struct drain *d, struct req *q, double now)
 	size_t ok = 0;
 	switch (cs->call) {
 	case SPOOL_TXC_DONE:
+		d->probing = false; /* the endpoint answers: the whole window again */
 		for (size_t i = 0; i < q->n; i++)
 			ok += b->out[q->off + i].result == SPOOL_TX_ACCEPTED;
 		if (ok) {
@@ -619,6 +676,8 @@ static int start(struct drain *d, struct req *q, double now)
 		d->c.sent -= q->n;
 		return 1;
 	}
+	if (rc == 0)
+		bw_charge(d, now, q->r.wire_bytes ? q->r.wire_bytes : wire_estimate(q));
 	if (rc) {
 		memset(b->out + q->off, 0, q->n * sizeof(*b->out));
 		q->r.status.call = SPOOL_TXC_TRANSIENT;
@@ -780,6 +839,9 @@ static double plan_retry(struct drain *d)
 		d->log(d->log_ctx, LOG_WARNING, "%s; events kept, next try in %.3f s%s", why, delay,
 		       ra >= 0 ? " (Retry-After)" : "");
 	note_error(d, why);
+	/* a server that is down gets one request per try, not a window's worth */
+	if (d->failed)
+		d->probing = true;
 	d->failed = false;
 	d->max_retry_after = -1;
 	return delay;
@@ -787,10 +849,73 @@ static double plan_retry(struct drain *d)
 
 /* Reads the next batch after what is out and queues it.  1 when one was
  * queued, 0 when the spool holds nothing more, -1 on a spool failure. */
+/* The most severe severity of the batches out, or -1. */
+static int out_severity(const struct drain *d)
+{
+	int most = -1;
+	for (const struct batch *b = d->batches; b; b = b->next)
+		if (b->severity > most)
+			most = b->severity;
+	return most;
+}
+
+/* Severity order: the next batch from the most severe severity that has
+ * one, scanning each from where its last read stopped.  A less severe
+ * batch waits until the more severe ones out are answered, so the server
+ * gets every fatal event before any error, and so on; a more severe one
+ * may start beside them.  *sb NULL: nothing to read now. */
+static int read_severity(struct drain *d, size_t limit, struct spool_batch **sb, int *severity)
+{
+	int floor = out_severity(d);
+	*sb = NULL;
+	for (int sev = SPOOL_NSEV_DRAIN - 1; sev >= 0 && sev >= floor; sev--) {
+		uint64_t scanned = d->sev_after[sev];
+		int rc = spool_read_severity(d->s, sev, d->sev_after[sev], limit, d->p.max_batch_bytes, sb,
+					     &scanned);
+		if (rc)
+			return rc;
+		d->sev_after[sev] = scanned;
+		if (spool_batch_count(*sb)) {
+			*severity = sev;
+			return 0;
+		}
+		spool_batch_release(*sb);
+		*sb = NULL;
+	}
+	return 0;
+}
+
+/* Queues a batch's events as requests: one while the backlog is larger
+ * than the batch (it was read full), else spread over the free slots of
+ * the window, batch_size events each at least.  0 or -ENOMEM. */
+static int queue_batch(struct drain *d, struct batch *b, size_t limit)
+{
+	size_t n = b->n, per = n;
+	size_t w = window(d);
+	size_t slots = w > d->open ? w - d->open : 1;
+	bool async = d->chain[d->active].tx->submit != NULL;
+	if (async && n > d->p.batch_size && n < limit && slots > 1) {
+		size_t pieces = (n + d->p.batch_size - 1) / d->p.batch_size;
+		if (pieces > slots)
+			pieces = slots;
+		per = (n + pieces - 1) / pieces;
+	}
+	for (size_t off = 0; off < n; off += per)
+		if (queue_range(d, b, off, per < n - off ? per : n - off, d->active))
+			return -ENOMEM;
+	return 0;
+}
+
 static int read_next(struct drain *d)
 {
 	struct spool_batch *sb = NULL;
-	int rc = spool_read_batch(d->s, d->read_after, d->p.batch_size, d->p.max_batch_bytes, &sb);
+	/* a backlog goes in requests of up to max_batch_size; live traffic
+	 * arrives in fewer and goes as it comes */
+	size_t limit = d->p.max_batch_size;
+	int severity = -1;
+	int rc = d->p.severity_order
+			 ? read_severity(d, limit, &sb, &severity)
+			 : spool_read_batch(d->s, d->read_after, limit, d->p.max_batch_bytes, &sb);
 	if (rc) {
 		d->log(d->log_ctx, LOG_ERR, "reading the spool: %s", spool_strerror(rc));
 		return -1;
@@ -831,10 +956,12 @@ static int read_next(struct drain *d)
 	} else {
 		free(expired);
 	}
-	d->read_after = last;
+	if (!d->p.severity_order || last > d->read_after)
+		d->read_after = last;
+	b->severity = severity;
 	b->next = d->batches;
 	d->batches = b;
-	if (b->n && queue_range(d, b, 0, b->n, d->active)) {
+	if (b->n && queue_batch(d, b, limit)) {
 		d->log(d->log_ctx, LOG_ERR, "out of memory for the requests of a batch of %zu", b->n);
 		drop_waiting(d);
 		d->halted = true;
@@ -842,19 +969,45 @@ static int read_next(struct drain *d)
 	return 1;
 }
 
+/* The next read starts from the head again (in every severity). */
+static void reset_reads(struct drain *d)
+{
+	d->read_after = 0;
+	memset(d->sev_after, 0, sizeof(d->sev_after));
+}
+
+void drain_pause(struct drain *d, bool paused)
+{
+	d->paused = paused;
+}
+
+bool drain_paused(const struct drain *d)
+{
+	return d->paused;
+}
+
 static bool stop_now(struct drain *d)
 {
+	if (d->paused)
+		return true;
 	if (!d->stopped && d->cancelled && d->c.requests && d->cancelled(d->cancel_ctx))
 		d->stopped = true;
 	return d->stopped;
 }
 
-/* Whether min_request_interval holds the next request start back. */
+/* How long min_request_interval and bandwidth_limit hold the next request
+ * start back (0: it may start now). */
 static double pace_left(const struct drain *d, double now)
 {
-	if (d->p.min_request_interval <= 0 || d->c.requests == 0)
-		return 0;
-	double left = d->last_request + d->p.min_request_interval - now;
+	double left = 0;
+	if (d->p.min_request_interval > 0 && d->c.requests > 0)
+		left = d->last_request + d->p.min_request_interval - now;
+	if (d->p.bandwidth_limit > 0) {
+		double t = bw_tokens_at(d, now);
+		double bw = t < 0 ? -t / d->p.bandwidth_limit : 0;
+		if (bw > left)
+			left = bw;
+	}
 	return left > 0 ? left : 0;
 }
 
@@ -870,7 +1023,7 @@ enum drain_result drain_step(struct drain *d, double *wait)
 	for (;;) {
 		double now = mono_now();
 		/* start what waits, as the window and the pace allow */
-		while (d->waiting && d->open < d->p.max_in_flight && !stop_now(d) && pace_left(d, now) == 0) {
+		while (d->waiting && d->open < window(d) && !stop_now(d) && pace_left(d, now) == 0) {
 			struct req *q = d->waiting;
 			d->waiting = q->next;
 			if (!d->waiting)
@@ -891,8 +1044,8 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		/* a new batch when nothing waits and nothing stays; at most a
 		 * window's worth per step, so the caller's housekeeping and
 		 * signals get their turn */
-		if (d->waiting || d->halted || stop_now(d) || d->open >= d->p.max_in_flight ||
-		    reads >= d->p.max_in_flight || now < d->next_attempt || pace_left(d, now) > 0)
+		if (d->waiting || d->halted || stop_now(d) || d->open >= window(d) || reads >= window(d) ||
+		    now < d->next_attempt || pace_left(d, now) > 0)
 			break;
 		int r = read_next(d);
 		if (r < 0) {
@@ -915,13 +1068,25 @@ enum drain_result drain_step(struct drain *d, double *wait)
 			return DRAIN_ERROR;
 		}
 		d->halted = false;
-		d->read_after = 0;
+		reset_reads(d);
 		d->next_attempt = now + plan_retry(d);
 		*wait = d->next_attempt - now;
 		return progress ? DRAIN_PROGRESS : DRAIN_BACKOFF;
 	}
+	if (d->open == 0 && d->paused) {
+		/* what waited starts again from the head once resumed */
+		drop_waiting(d);
+		if (settle_finished(d) < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
+		}
+		reset_reads(d);
+		if (!d->failed)
+			d->halted = false; /* kept by the pause, not by a failure */
+		return progress ? DRAIN_PROGRESS : DRAIN_IDLE;
+	}
 	if (d->open == 0 && !d->waiting) {
-		d->read_after = 0;
+		reset_reads(d);
 		if (progress) {
 			backoff_reset(&d->bo);
 			return DRAIN_PROGRESS;
@@ -948,7 +1113,7 @@ enum drain_result drain_step(struct drain *d, double *wait)
 	/* requests in flight, nothing else to do now: wait a little for
 	 * answers (or until the pace lets the next one start) */
 	double slice = WAIT_SLICE;
-	if (d->waiting && d->open < d->p.max_in_flight && pace_left(d, now) < slice)
+	if (d->waiting && d->open < window(d) && pace_left(d, now) < slice)
 		slice = pace_left(d, now);
 	collect(d, slice);
 	return DRAIN_BUSY;
@@ -969,7 +1134,7 @@ size_t drain_finish(struct drain *d, double timeout)
 	settle_finished(d);
 	if (d->halted && d->open == 0) {
 		d->halted = false;
-		d->read_after = 0;
+		reset_reads(d);
 		d->next_attempt = mono_now() + plan_retry(d);
 	}
 	d->stopped = false;

@@ -25,10 +25,13 @@
 #include <spool/transport.h>
 
 struct drain_params {
-	size_t batch_size;
+	size_t batch_size;	  /* events per request for live traffic */
+	size_t max_batch_size;	  /* ... and while a backlog waits (0: batch_size) */
 	size_t max_batch_bytes;
 	size_t max_in_flight; /* requests open at once (0 or 1: one at a time) */
 	double min_request_interval;
+	double bandwidth_limit;	  /* bytes per second on the wire, averaged; 0: none */
+	bool severity_order;	  /* replay_order: severity */
 	double retry_initial, retry_max, retry_multiplier;
 	bool retry_jitter;
 	double auth_retry;	  /* wait after 401/403 or a missing endpoint */
@@ -85,6 +88,13 @@ int drain_reconfigure(struct drain *d, const struct drain_params *p, const struc
 /* Checked before each request starts; a true answer starts no more (the
  * events not sent stay in the spool; those in flight finish). */
 void drain_set_cancel(struct drain *d, bool (*cancelled)(void *ctx), void *ctx);
+
+/* Paused (send windows closed): starts no request, reads nothing; the
+ * requests in flight finish and are settled by drain_step() as usual,
+ * which returns DRAIN_IDLE once none is open.  Resuming starts from the
+ * head of the spool. */
+void drain_pause(struct drain *d, bool paused);
+bool drain_paused(const struct drain *d);
 
 /* One round: collects the answers that arrived and settles what they
  * decide, then starts requests while the window has room (reading the

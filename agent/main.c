@@ -25,6 +25,7 @@
 #include "config.h"
 #include "drain.h"
 #include "log.h"
+#include "window.h"
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
 
@@ -129,11 +130,12 @@ static int runtime_load(struct runtime *rt, const char *path, const struct agent
 			.values = sec ? sec->values : NULL,
 			.nvalues = sec ? sec->noptions : 0,
 			.user_agent = "master-log-spool/" SPOOL_VERSION_STRING,
-			.max_batch_events = (size_t)c->batch_size,
+			.max_batch_events = (size_t)c->max_batch_size,
 			.max_body_bytes = (size_t)c->max_batch_bytes,
 			.max_in_flight = tx->submit ? (uint32_t)c->max_in_flight : 1,
 			.log = agent_log,
 			.log_ctx = log,
+			.bandwidth_limit = c->bandwidth_limit,
 		};
 		rt->links[i] = (struct drain_link){tx, NULL};
 		rt->n = i + 1;
@@ -158,6 +160,9 @@ static void drain_params_from(const struct agent_config *c, struct drain_params 
 {
 	*p = (struct drain_params){
 		.batch_size = (size_t)c->batch_size,
+		.max_batch_size = (size_t)c->max_batch_size,
+		.bandwidth_limit = c->bandwidth_limit,
+		.severity_order = c->replay_severity,
 		.max_batch_bytes = (size_t)c->max_batch_bytes,
 		.max_in_flight = (size_t)c->max_in_flight,
 		.min_request_interval = c->min_request_interval,
@@ -238,6 +243,127 @@ static int to_ms(double s)
 		return 0;
 	double ms = ceil(s * 1000);
 	return ms > INT_MAX / 2 ? INT_MAX / 2 : (int)ms;
+}
+
+/* ---- send windows ----
+ *
+ * Outside every window the drain is paused: it starts no request and reads
+ * nothing, the requests in flight finish, producers keep spooling.  The
+ * state is looked at again only when it is due to change (or the clock
+ * went back); the daemon sleeps until then, so a window opens on time
+ * without polling. */
+
+/* The longest sleep with the windows closed: a clock set forward or back
+ * is noticed within this. */
+#define WINDOW_RECHECK_SECONDS 60
+
+#define WINDOWS_META_KEY "agent.send_windows"
+
+struct send_window {
+	struct window_set set;
+	bool known;	  /* looked at since the (re)load */
+	bool open;
+	time_t change;	  /* when `open` changes next; 0: never */
+	time_t looked_at; /* wall clock of the last look */
+};
+
+static double wall_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* "01:00-05:00,13:30-14:10Z": the windows as written, joined by sep (no
+ * entry holds a comma). */
+static void windows_text(const struct agent_config *c, const char *sep, char *buf, size_t len)
+{
+	size_t at = 0;
+	buf[0] = '\0';
+	for (size_t i = 0; i < c->nsend_windows && at < len; i++) {
+		int w = snprintf(buf + at, len - at, "%s%s", i ? sep : "", c->send_windows[i]);
+		if (w < 0)
+			break;
+		at += (size_t)w;
+	}
+}
+
+/* The configuration's windows (config_load() checked them). */
+static void send_window_load(struct send_window *sw, const struct agent_config *c,
+			     struct agent_log *log)
+{
+	char why[300];
+	*sw = (struct send_window){0};
+	if (window_parse((const char *const *)c->send_windows, c->nsend_windows, &sw->set, why,
+			 sizeof(why)) != 0)
+		agent_log(log, LOG_ERR, "send_windows: %s; sending at any time", why);
+}
+
+/* Publishes the windows as written in meta WINDOWS_META_KEY for spoolctl
+ * status, when they differ from what is there. */
+static void send_window_publish(struct spool *s, const struct agent_config *c,
+				struct agent_log *log)
+{
+	char text[4096], old[4096];
+	size_t n = sizeof(old) - 1;
+	windows_text(c, ",", text, sizeof(text));
+	int rc = spool_meta_get(s, WINDOWS_META_KEY, old, &n);
+	if (rc == 0) {
+		old[n] = '\0';
+		if (strcmp(old, text) == 0)
+			return;
+	} else if (!text[0]) {
+		return; /* never had any */
+	}
+	rc = spool_meta_put(s, WINDOWS_META_KEY, text, strlen(text));
+	if (rc)
+		agent_log(log, LOG_WARNING, "cannot publish %s: %s", WINDOWS_META_KEY,
+			  spool_strerror(rc));
+}
+
+/* Looks at the windows when a change is due, pauses or resumes the drain,
+ * and logs the change (and, after a (re)load, the state). */
+static void send_window_update(struct send_window *sw, const struct agent_config *c,
+			       struct drain *d, struct agent_log *log)
+{
+	time_t t = (time_t)floor(wall_now());
+	if (sw->known && (sw->change == 0 || t < sw->change) && t >= sw->looked_at)
+		return;
+	time_t until, next;
+	bool open = window_open_at(&sw->set, t, &until, &next);
+	bool first = !sw->known, changed = first || open != sw->open;
+	sw->known = true;
+	sw->open = open;
+	sw->change = open ? until : next;
+	sw->looked_at = t;
+	if (!changed)
+		return;
+	drain_pause(d, !open);
+	if (sw->set.n == 0)
+		return;
+	char when[128] = "further notice", list[4096];
+	if (sw->change)
+		window_when(sw->change, t, when, sizeof(when));
+	if (first) {
+		windows_text(c, ", ", list, sizeof(list));
+		agent_log(log, LOG_INFO, "send windows %s: %s %s", list,
+			  open ? "open now, sending until" : "closed now, the next opens at", when);
+	} else if (open) {
+		agent_log(log, LOG_INFO, "send window opened: sending until %s", when);
+	} else {
+		agent_log(log, LOG_INFO,
+			  "send window closed: no new requests until %s; %zu in flight finish", when,
+			  drain_in_flight(d));
+	}
+}
+
+/* Seconds until the windows change, or -1 when they never do. */
+static double send_window_left(const struct send_window *sw)
+{
+	if (!sw->known || sw->change == 0)
+		return -1;
+	double left = (double)sw->change - wall_now();
+	return left > 0 ? left : 0;
 }
 
 /* ---- --detach ---- */
@@ -539,15 +665,32 @@ int main(int argc, char **argv)
 	}
 	drain_set_cancel(d, stop_pending, NULL);
 	describe(rt, &log, once ? "draining once" : "started");
+	struct send_window sw;
+	send_window_load(&sw, &rt->cfg, &log);
+	send_window_publish(s, &rt->cfg, &log);
 
 	struct idle_exit idle;
 	idle_exit_init(&idle, once ? 0 : exit_idle, s);
 	bool stop = false;
 	for (;;) {
+		send_window_update(&sw, &rt->cfg, d, &log);
 		double wait = 0;
 		enum drain_result r = drain_step(d, &wait);
 		if ((r == DRAIN_PROGRESS || r == DRAIN_BUSY) && !stop_pending(NULL))
 			continue;
+		if (once && r == DRAIN_IDLE && drain_paused(d)) {
+			/* outside the windows (or one closed): nothing in flight */
+			struct spool_stats st;
+			bool empty = spool_stats(s, &st) == 0 && st.pending == 0;
+			char when[128];
+			window_when(sw.change, (time_t)floor(wall_now()), when, sizeof(when));
+			agent_log(&log, LOG_INFO,
+				  "--once: outside the send windows: %llu events stay in the spool; the next "
+				  "window opens at %s",
+				  empty ? 0ULL : (unsigned long long)st.pending, when);
+			status = empty ? 0 : EXIT_REMAIN;
+			break;
+		}
 		if (once && r == DRAIN_IDLE) {
 			status = 0;
 			break;
@@ -557,6 +700,12 @@ int main(int argc, char **argv)
 			break;
 		}
 		double timeout = r == DRAIN_PROGRESS ? 0 : r == DRAIN_IDLE ? rt->cfg.flush_interval : wait;
+		/* paused, there is nothing to look at before the windows change */
+		if (r == DRAIN_IDLE && drain_paused(d))
+			timeout = WINDOW_RECHECK_SECONDS;
+		double change = send_window_left(&sw);
+		if (change >= 0 && change < timeout)
+			timeout = change;
 		/* sleep until the timeout, a wake-up or a signal; come back for
 		 * the drain's housekeeping (figures, rings) in between */
 		double deadline = mono_now() + timeout;
@@ -620,6 +769,11 @@ int main(int argc, char **argv)
 				       strcmp(rt->cfg.log_target, "syslog") == 0);
 			agent_log_set_secret(&log, rt->secret);
 			describe(rt, &log, "reloaded");
+			bool had_windows = sw.set.n > 0;
+			send_window_load(&sw, &rt->cfg, &log);
+			send_window_publish(s, &rt->cfg, &log);
+			if (had_windows && sw.set.n == 0)
+				agent_log(&log, LOG_INFO, "no send windows: sending at any time");
 		}
 	}
 	if (d && drain_in_flight(d)) {

@@ -24,6 +24,12 @@
  *   commit-4p        SPOOL_COMMIT, 4 forked processes, each opening the spool
  *                    itself, appending at once, then spool_sync().
  *                    Limit: commit-1t.
+ *   mlog-stdin       lines/s through the `mlog -` command (tools/mlog of the
+ *                    build folder holding this program, or --mlog PATH): --events
+ *                    lines of MLOG_LINE_BYTES bytes written into a pipe on its
+ *                    standard input, timed from the start of mlog to its exit
+ *                    with status 0 (every line in the spool, each group of
+ *                    lines committed with a full sync).  Limit: commit-1t.
  *
  * Each call is timed alone with two clock_gettime(CLOCK_MONOTONIC) reads; all
  * latencies are kept (uint32 ns) and sorted for exact percentiles.  The loop's
@@ -82,17 +88,20 @@ enum case_id {
 	C_COMMIT_1T,
 	C_BUFFERED_1T,
 	C_COMMIT_4P,
+	C_MLOG_STDIN,
 	C_COUNT
 };
 
 static const char *const case_names[C_COUNT] = {
 	"raw-fdatasync", "lmdb-put-sync", "lmdb-put-nosync", "sync-1t",
 	"sync-8t",	 "commit-1t",	  "buffered-1t",     "commit-4p",
+	"mlog-stdin",
 };
 
 /* The case whose figures a case is compared with (-1: none). */
 static const int case_limit[C_COUNT] = {
 	-1, C_RAW, -1, C_LMDB_SYNC, C_SYNC_1T, C_LMDB_NOSYNC, C_LMDB_NOSYNC, C_COMMIT_1T,
+	C_COMMIT_1T,
 };
 
 struct payload {
@@ -140,6 +149,7 @@ struct ctx {
 	struct payload pl;
 	long cpus;
 	double clock_ns;
+	char mlog[PATH_MAX]; /* the mlog command (mlog-stdin) */
 };
 
 /* ------------------------------------------------------------------ time */
@@ -940,6 +950,132 @@ static void case_commit_4p(const struct ctx *cx, struct result *r, uint64_t n, u
 	rm_rf(dir);
 }
 
+/* ------------------------------------------------------------ mlog-stdin */
+
+#define MLOG_LINE_BYTES 190   /* each line's message; the '\n' comes on top */
+#define MLOG_WRITE_LINES 4096 /* lines per write() into the pipe */
+
+/* Writes lines first..first+n-1 ("line 0000000042 xxx...") to fd. */
+static int mlog_write_lines(int fd, char *chunk, uint64_t first, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		char *l = chunk + (size_t)i * (MLOG_LINE_BYTES + 1);
+		char num[16];
+		snprintf(num, sizeof num, "%010" PRIu64, (uint64_t)((first + i) % 10000000000ull));
+		memcpy(l + 5, num, 10);
+	}
+	size_t len = (size_t)n * (MLOG_LINE_BYTES + 1), off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, chunk + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+/* The build's mlog: <build>/tools/mlog, this program being
+ * <build>/bench/spool-bench. */
+static void mlog_default_path(char *out, size_t len)
+{
+	char exe[PATH_MAX - 16]; /* room for "/tools/mlog" in a PATH_MAX out */
+	ssize_t k = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	out[0] = '\0';
+	if (k <= 0)
+		return;
+	exe[k] = '\0';
+	for (int up = 0; up < 2; up++) {
+		char *slash = strrchr(exe, '/');
+		if (!slash)
+			return;
+		*slash = '\0';
+	}
+	snprintf(out, len, "%s/tools/mlog", exe);
+}
+
+/* mlog-stdin: n lines through `mlog --spool DIR -`, fed from a pipe. */
+static void case_mlog_stdin(const struct ctx *cx, struct result *r, uint64_t n)
+{
+	char dir[PATH_MAX + 32];
+	case_dir(cx, r->name, dir, sizeof dir);
+	r->durability = spool_durability_name(SPOOL_SYNC);
+	r->threads = 1;
+	r->processes = 1;
+	r->payload_bytes = MLOG_LINE_BYTES + 1; /* a line on the pipe, not an event */
+	r->throughput_basis = "lines through `mlog -` from a pipe, start to exit 0 (groups synced)";
+	snprintf(r->config, sizeof r->config,
+		 "%s --spool DIR -; lines of %d bytes and a newline; MASTER_LOG_MAX_SPOOL_BYTES=%llu, "
+		 "other MASTER_LOG_* as in the environment",
+		 cx->mlog, MLOG_LINE_BYTES, 4 * GIB);
+	if (access(cx->mlog, X_OK) != 0) {
+		fail(r, "mlog", "not found (build tools/mlog, or give --mlog PATH)");
+		return;
+	}
+	char *chunk = malloc((size_t)MLOG_WRITE_LINES * (MLOG_LINE_BYTES + 1));
+	int p[2] = { -1, -1 };
+	if (!chunk || pipe2(p, O_CLOEXEC) != 0) {
+		fail(r, "setup", strerror(chunk ? errno : ENOMEM));
+		free(chunk);
+		return;
+	}
+	for (size_t i = 0; i < MLOG_WRITE_LINES; i++) {
+		char *l = chunk + i * (MLOG_LINE_BYTES + 1);
+		memset(l, 'x', MLOG_LINE_BYTES);
+		memcpy(l, "line ", 5);
+		l[15] = ' ';
+		l[MLOG_LINE_BYTES] = '\n';
+	}
+	/* mlog exiting early must fail the case, not kill the bench */
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old;
+	sigaction(SIGPIPE, &ign, &old);
+	fflush(NULL);
+	uint64_t t0 = now_ns();
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		dup2(p[0], STDIN_FILENO);
+		char bytes[32];
+		snprintf(bytes, sizeof bytes, "%llu", 4 * GIB);
+		setenv("MASTER_LOG_MAX_SPOOL_BYTES", bytes, 1);
+		execl(cx->mlog, "mlog", "--spool", dir, "-", (char *)NULL);
+		_exit(127);
+	}
+	close(p[0]);
+	bool write_failed = false;
+	for (uint64_t done = 0; pid > 0 && done < n && !write_failed;) {
+		uint64_t k = n - done < MLOG_WRITE_LINES ? n - done : MLOG_WRITE_LINES;
+		write_failed = mlog_write_lines(p[1], chunk, done + 1, k) != 0;
+		done += k;
+	}
+	close(p[1]);
+	int st = 0;
+	while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	uint64_t t1 = now_ns();
+	sigaction(SIGPIPE, &old, NULL);
+	free(chunk);
+	if (pid < 0) {
+		fail(r, "fork", strerror(errno));
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		char d[96];
+		if (WIFSIGNALED(st))
+			snprintf(d, sizeof d, "killed by signal %d", WTERMSIG(st));
+		else
+			snprintf(d, sizeof d, "exited with %d%s", WEXITSTATUS(st),
+				 write_failed ? " before reading every line" : "");
+		fail(r, "mlog", d);
+	} else {
+		r->events = n;
+		r->elapsed_s = (double)(t1 - t0) / 1e9;
+		r->events_per_sec = rate(n, t1 - t0);
+		r->append_events_per_sec = r->events_per_sec;
+		check_stored(cx, dir, r, n);
+	}
+	rm_rf(dir);
+}
+
 /* ---------------------------------------------------------------- limits */
 
 static void case_raw_fdatasync(const struct ctx *cx, struct result *r, uint64_t n, uint64_t warm)
@@ -1152,6 +1288,10 @@ static void link_and_judge(struct result *res)
 			r->target = "p50_us < 0.5 and events_per_sec > 2000000";
 			r->meets_target = bad ? 0 : (r->p50_us < 0.5 && r->events_per_sec > 2e6);
 			break;
+		case C_MLOG_STDIN:
+			r->target = "events_per_sec >= 300000 (lines/s through `mlog -`, groups synced)";
+			r->meets_target = bad ? 0 : r->events_per_sec >= 3e5;
+			break;
 		default:
 			r->target = c == C_COMMIT_4P ? "none (informational)" : "none (machine limit)";
 			r->meets_target = -1;
@@ -1342,16 +1482,19 @@ static void usage(FILE *f)
 	      "Measures libspool append latency and throughput beside this machine's limits\n"
 	      "(raw fdatasync, raw LMDB put), all in one temp dir on one file system.\n\n"
 	      "  --events N       events for commit-1t, buffered-1t and commit-4p (total over the\n"
-	      "                   4 processes); lmdb-put-nosync uses min(N, 200000).\n"
+	      "                   4 processes), lines for mlog-stdin; lmdb-put-nosync uses\n"
+	      "                   min(N, 200000).\n"
 	      "                   Default 1000000 (suffixes k, M accepted).\n"
 	      "  --sync-events N  events for raw-fdatasync, lmdb-put-sync, sync-1t and sync-8t\n"
 	      "                   (total over the 8 threads). Default 5000.\n"
 	      "  --cases a,b,c    run only these cases (their limits run too). Cases:\n"
 	      "                   raw-fdatasync lmdb-put-sync lmdb-put-nosync sync-1t sync-8t\n"
-	      "                   commit-1t buffered-1t commit-4p (default: all)\n"
+	      "                   commit-1t buffered-1t commit-4p mlog-stdin (default: all)\n"
 	      "  --dir DIR        make the temp dir under DIR (default /var/tmp, or the current\n"
 	      "                   dir if /var/tmp is tmpfs). Use a real disk: on tmpfs fdatasync is free.\n"
 	      "  --ring-mib N     spool ring_bytes in MiB for the staged modes (default 16)\n"
+	      "  --mlog PATH      the mlog command for mlog-stdin (default: tools/mlog in the\n"
+	      "                   build folder holding this program)\n"
 	      "  --quick          small counts, for a smoke test (20000 / 100 events)\n"
 	      "  --json           print a JSON array, one object per case\n"
 	      "  --help           this text\n\n"
@@ -1472,6 +1615,8 @@ int main(int argc, char **argv)
 			any_case = true;
 		} else if ((v = opt_value(argc, argv, &i, "--dir"))) {
 			dir = v;
+		} else if ((v = opt_value(argc, argv, &i, "--mlog"))) {
+			snprintf(cx.mlog, sizeof cx.mlog, "%s", v);
 		} else {
 			fprintf(stderr, "spool-bench: unknown argument '%s'\n", argv[i]);
 			usage(stderr);
@@ -1502,6 +1647,8 @@ int main(int argc, char **argv)
 		if (access(dir, W_OK) != 0 || path_is_tmpfs(dir))
 			dir = ".";
 	}
+	if (!cx.mlog[0])
+		mlog_default_path(cx.mlog, sizeof cx.mlog);
 	cx.fs_is_tmpfs = path_is_tmpfs(dir);
 	if (cx.fs_is_tmpfs)
 		fprintf(stderr, "spool-bench: warning: %s is tmpfs; fdatasync costs nothing there and the "
@@ -1578,6 +1725,9 @@ int main(int argc, char **argv)
 			break;
 		case C_COMMIT_4P:
 			case_commit_4p(&cx, r, cx.events, cx.warm_staged / COMMIT_PROCESSES);
+			break;
+		case C_MLOG_STDIN:
+			case_mlog_stdin(&cx, r, cx.events);
 			break;
 		default:
 			break;

@@ -76,6 +76,7 @@ static int file_send(void *p, struct spool_tx_request *req)
 		if (spool_buf_append(&st->buf, req->events[i].json, req->events[i].json_len) ||
 		    spool_buf_append(&st->buf, "\n", 1))
 			return -ENOMEM;
+	req->wire_bytes = st->buf.len; /* what is written: each line and its newline */
 	struct stat sb;
 	off_t start = fstat(st->fd, &sb) == 0 ? sb.st_size : -1;
 	size_t off = 0;

@@ -1,8 +1,9 @@
 /* http.h — what http_batch and http_single share (and the client's direct
  * send, through http_single): the `http:` section's keys, one libcurl multi
  * handle with up to max_in_flight transfers on kept-alive connections, the
- * request headers of PROTOCOL.md, gzip with the 415 fall-back, Retry-After,
- * and the one table from HTTP status to an event's fate. */
+ * request headers of PROTOCOL.md, gzip (libdeflate) with the 415 fall-back,
+ * Retry-After, the bytes each request puts on the wire, and the one table
+ * from HTTP status to an event's fate. */
 #ifndef SPOOL_PLUGIN_HTTP_H
 #define SPOOL_PLUGIN_HTTP_H
 
@@ -108,8 +109,9 @@ void http_client_destroy(struct http_client *c);
  * max_in_flight transfers are open already. */
 struct spool_buf *http_body(struct http_client *c);
 /* Starts a POST of the body just filled (http_body()), with an
- * Idempotency-Key when idem is not NULL.  0, or a negative errno (the
- * transfer was not started). */
+ * Idempotency-Key when idem is not NULL, and sets req->wire_bytes (body as
+ * sent and request headers; a resend after a 415 adds its own).  0, or a
+ * negative errno (the transfer was not started). */
 int http_submit(struct http_client *c, struct spool_tx_request *req, const char *idem);
 /* Hands req back finished without a transfer (out and status already
  * filled): the next http_poll() returns it. */

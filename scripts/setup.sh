@@ -8,8 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PACKAGES=(
   meson ninja-build pkg-config gcc libc6-dev
   liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libcurl4-openssl-dev
-  check zlib1g-dev libmicrohttpd-dev libjansson-dev
+  check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
   util-linux curl strace fiu-utils openssl
+  iproute2
 )
 
 missing=()

@@ -2,17 +2,19 @@
  * one event (or one per line of standard input with `-`) and returns once it
  * is safe on disk; delivery is the agent's job.  With --sync each event is
  * sent directly instead (libmlog's async_mode=false), and spooled only when
- * the server cannot take it now.  mlog never starts the embedded sender. */
+ * the server cannot take it now.  mlog never starts the embedded sender.
+ * `-` without --sync commits the lines in groups (mlog_stdin.c). */
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec/event.h"
+#include "mlog_stdin.h"
 #include <spool/mlog.h>
-#include <spool/spool.h>
 #include <spool/spool.h>
 
 enum { EXIT_NOT_LOGGED = 1, EXIT_USAGE = 2, EXIT_SPOOLED = 3 };
@@ -31,6 +33,17 @@ static void usage(FILE *f)
 		"event is committed to the spool on disk (sync durability) before mlog\n"
 		"goes on; spool-agent sends it.\n"
 		"\n"
+		"With '-', mlog reads standard input in large chunks and, whenever it has\n"
+		"nothing more to give at once (or 8 MiB of events are waiting), commits every\n"
+		"line read so far as one group, in one transaction synced to disk.  It reads\n"
+		"nothing past a group before the group is committed: a line is in the spool\n"
+		"before mlog reads past the group holding it, and a line that arrives alone\n"
+		"(tail -F) is committed at once.  At end of input, exit status 0 means every\n"
+		"line is in the spool, and a power loss after mlog exits loses none of them.\n"
+		"Killed at any moment, mlog leaves in the spool the lines it committed: the\n"
+		"first lines of the input, in order, with no gap and no duplicate.  A pipe on\n"
+		"standard input is enlarged to 1 MiB (as far as the system allows).\n"
+		"\n"
 		"  -s, --severity S     debug, info (default), warn, error or fatal\n"
 		"  -t, --tag TAG        a tag; repeat for more (at most %d)\n"
 		"      --title TITLE    the event's title\n"
@@ -47,6 +60,8 @@ static void usage(FILE *f)
 		"\n"
 		"A line of standard input that is refused (a message over %zu bytes, say)\n"
 		"is named on standard error and the lines after it are still logged.\n"
+		"Options that no event can carry (bad metadata) are refused before any\n"
+		"line is read.\n"
 		"\n"
 		"Exit status: 0 when every event was spooled (with --sync: accepted by the\n"
 		"server); 1 when one was not (the reason is on standard error); 2 for a\n"
@@ -195,13 +210,6 @@ int main(int argc, char **argv)
 		.spawn_agent = MLOG_OFF,
 		.backpressure = MLOG_OFF,
 	};
-	char err[512];
-	struct mlog_client *client;
-	int rc = mlog_client_new(&cfg, &client, err, sizeof(err));
-	if (rc) {
-		fprintf(stderr, "mlog: %s\n", err);
-		return EXIT_USAGE;
-	}
 	struct mlog_opts o = {
 		.severity = (enum mlog_severity)(ev.severity + 1),
 		.title = ev.title,
@@ -211,8 +219,18 @@ int main(int argc, char **argv)
 		.metadata = meta,
 		.nmetadata = nmeta,
 	};
+	bool from_stdin = strcmp(argv[optind], "-") == 0 && optind + 1 == argc;
+	if (from_stdin && !sync) /* lines committed in groups */
+		return mlog_stdin_run(STDIN_FILENO, &cfg, &o);
+	char err[512];
+	struct mlog_client *client;
+	int rc = mlog_client_new(&cfg, &client, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "mlog: %s\n", err);
+		return EXIT_USAGE;
+	}
 	int status = 0;
-	if (strcmp(argv[optind], "-") == 0 && optind + 1 == argc) {
+	if (from_stdin) {
 		char *line = NULL;
 		size_t cap = 0, lineno = 0;
 		ssize_t n;

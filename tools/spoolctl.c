@@ -2,6 +2,7 @@
  * peek, dead letters, purge, verify, compact, export and import.
  * docs/spoolctl.md describes every command and its exit codes:
  * 0 success, 1 failure or problems found, 2 usage error. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +20,7 @@
 #include <spool/spool.h>
 
 #include "spoolctl.h"
+#include "window.h"
 
 
 static void usage(FILE *f)
@@ -235,6 +237,58 @@ static void put_json_str(FILE *f, const char *s)
 	spool_buf_free(&b);
 }
 
+/* The agent's send windows, as it published them in meta
+ * "agent.send_windows" (the entries as written, joined by commas), and
+ * where they stand now in this machine's local time. */
+struct send_windows {
+	char text[4096];
+	const char *item[WINDOW_MAX + 1];
+	size_t n; /* 0: none, always sending */
+	bool ok;  /* parsed */
+	bool open;
+	time_t until; /* open: when it closes (0: never) */
+	time_t next;  /* closed: when the next opens */
+};
+
+static void read_windows(struct spool *s, struct send_windows *w, time_t now)
+{
+	memset(w, 0, sizeof(*w));
+	meta_text(s, "agent.send_windows", w->text, sizeof(w->text));
+	for (char *save = NULL, *t = strtok_r(w->text, ",", &save); t && w->n <= WINDOW_MAX;
+	     t = strtok_r(NULL, ",", &save))
+		w->item[w->n++] = t;
+	struct window_set set;
+	char why[300];
+	w->ok = window_parse(w->item, w->n, &set, why, sizeof(why)) == 0;
+	if (w->ok) /* no windows: always open */
+		w->open = window_open_at(&set, now, &w->until, &w->next);
+}
+
+/* Files set aside after a crash, which `verify` names and `verify --repair`
+ * removes: rings left unreadable (rings/ring-<id>.bad) and the data.mdb of a
+ * creation cut short (data.mdb.unfinished-<time>). */
+static void count_set_aside(const char *dir, unsigned *bad_rings, unsigned *unfinished)
+{
+	*bad_rings = *unfinished = 0;
+	char path[PATH_MAX + 8];
+	snprintf(path, sizeof(path), "%s/rings", dir);
+	const char *where[2] = {path, dir};
+	for (int i = 0; i < 2; i++) {
+		DIR *d = opendir(where[i]);
+		struct dirent *de;
+		while (d && (de = readdir(d)) != NULL) {
+			size_t len = strlen(de->d_name);
+			if (i == 0 && strncmp(de->d_name, "ring-", 5) == 0 && len > 4 &&
+			    strcmp(de->d_name + len - 4, ".bad") == 0)
+				(*bad_rings)++;
+			else if (i == 1 && strncmp(de->d_name, "data.mdb.unfinished-", 20) == 0)
+				(*unfinished)++;
+		}
+		if (d)
+			closedir(d);
+	}
+}
+
 static int cmd_status(struct spool *s, bool json)
 {
 	struct spool_stats st;
@@ -252,6 +306,11 @@ static int cmd_status(struct spool *s, bool json)
 	meta_text(s, "agent.send_seconds_per_event", spe_text, sizeof(spe_text));
 	double spe = spe_text[0] ? strtod(spe_text, NULL) : -1;
 	double drain = spe > 0 ? spe * (double)st.pending : -1;
+	time_t now = time(NULL);
+	struct send_windows win;
+	read_windows(s, &win, now);
+	unsigned bad_rings, unfinished;
+	count_set_aside(spool_dir(s), &bad_rings, &unfinished);
 	if (json) {
 		printf("{\"spool\":");
 		put_json_str(stdout, spool_dir(s));
@@ -280,6 +339,19 @@ static int cmd_status(struct spool *s, bool json)
 			       spe, drain);
 		else
 			printf(",\"send_seconds_per_event\":null,\"drain_seconds_estimate\":null");
+		printf(",\"send_windows\":[");
+		for (size_t i = 0; i < win.n; i++) {
+			printf("%s", i ? "," : "");
+			put_json_str(stdout, win.item[i]);
+		}
+		printf("]");
+		if (win.ok)
+			printf(",\"sending_now\":%s", win.open ? "true" : "false");
+		else
+			printf(",\"sending_now\":null");
+		printf(",\"window_closes_at\":%lld,\"window_opens_at\":%lld", (long long)win.until,
+		       (long long)win.next);
+		printf(",\"bad_rings\":%u,\"set_aside\":%u", bad_rings, unfinished);
 		printf(",\"file_bytes\":%" PRIu64 "}\n", st.file_bytes);
 		return 0;
 	}
@@ -319,7 +391,29 @@ static int cmd_status(struct spool *s, bool json)
 	if (spe > 0)
 		printf("send time      %.1f us per event; backlog drains in about %.0f s\n",
 		       spe * 1e6, drain);
+	if (win.n) {
+		char when[128];
+		printf("send windows   ");
+		for (size_t i = 0; i < win.n; i++)
+			printf("%s%s", i ? ", " : "", win.item[i]);
+		printf(" (Z: UTC; else local time)\n");
+		if (!win.ok) {
+			printf("               not understood by this spoolctl\n");
+		} else if (win.open && !win.until) {
+			printf("               sending now (the windows cover the whole day)\n");
+		} else if (win.open) {
+			window_when(win.until, now, when, sizeof(when));
+			printf("               sending now; the window closes at %s\n", when);
+		} else {
+			window_when(win.next, now, when, sizeof(when));
+			printf("               next window opens at %s\n", when);
+		}
+	}
 	printf("file           %" PRIu64 " bytes\n", st.file_bytes);
+	if (bad_rings || unfinished)
+		printf("set aside      %u unreadable ring(s) (rings/ring-*.bad), %u unfinished "
+		       "data.mdb (data.mdb.unfinished-*) after a crash: see `spoolctl verify`\n",
+		       bad_rings, unfinished);
 	return 0;
 }
 
@@ -328,7 +422,8 @@ static const char STATUS_HELP[] =
     "Shows the spool's backlog, counters and agent; --json prints one\n"
     "object with the keys pending, pending_bytes, oldest_age_seconds, dead,\n"
     "appended_total, acked_total, dead_total, evicted_total, dropped_total,\n"
-    "agent_running, last_success, last_error (and a few more).\n"
+    "agent_running, last_success, last_error, send_windows, sending_now (and a\n"
+    "few more).\n"
     "Exit status: 0, 1 when the spool cannot be read, 2 for a usage error.\n";
 
 static int run_status(int argc, char **argv, const char *dir)
@@ -713,9 +808,12 @@ static const char VERIFY_HELP[] =
     "Checks that every pending record decodes (header checksum, one msgpack\n"
     "map), that every dead letter decodes, and that the counters agree with the\n"
     "records: pending count, pending_bytes, per-severity counts, next_seq above\n"
-    "every key.  Changes nothing, and names each problem.  With --repair, moves\n"
-    "bad records to the dead letters (status -30602, counted as corrupt) and\n"
-    "rewrites the counters from the records, then checks again.\n"
+    "every key.  Names the files set aside after a crash: rings left unreadable\n"
+    "(rings/ring-*.bad; their sound entries were recovered once) and the data.mdb\n"
+    "of a creation cut short (data.mdb.unfinished-*).  Changes nothing, and\n"
+    "names each problem.  With --repair, moves bad records to the dead letters\n"
+    "(status -30602, counted as corrupt), rewrites the counters from the\n"
+    "records, removes the files set aside, then checks again.\n"
     "Exit status: 0 when the spool is sound (after --repair: when it is now);\n"
     "1 when problems are found or the check fails; 2 for a usage error.\n";
 
@@ -725,9 +823,11 @@ static void put_verify_json(const struct spool_verify_report *r,
 	printf("{\"ok\":%s,\"records\":%" PRIu64 ",\"bad\":%" PRIu64 ",\"dead\":%" PRIu64
 	       ",\"bad_dead\":%" PRIu64 ",\"pending_bytes\":%" PRIu64
 	       ",\"stored_pending_bytes\":%" PRIu64 ",\"max_seq\":%" PRIu64
-	       ",\"stored_next_seq\":%" PRIu64 ",\"problems\":[",
+	       ",\"stored_next_seq\":%" PRIu64 ",\"bad_rings\":%" PRIu64
+	       ",\"set_aside\":%" PRIu64 ",\"problems\":[",
 	       r->problems ? "false" : "true", r->records, r->bad, r->dead, r->bad_dead,
-	       r->pending_bytes, r->stored_pending_bytes, r->max_seq, r->stored_next_seq);
+	       r->pending_bytes, r->stored_pending_bytes, r->max_seq, r->stored_next_seq,
+	       r->bad_rings, r->set_aside);
 	const char *line = r->text;
 	bool first = true;
 	while (*line) {
@@ -743,8 +843,9 @@ static void put_verify_json(const struct spool_verify_report *r,
 	}
 	printf("]");
 	if (after)
-		printf(",\"repaired\":%" PRIu64 ",\"ok_after_repair\":%s", r->repaired,
-		       after->problems ? "false" : "true");
+		printf(",\"repaired\":%" PRIu64 ",\"files_removed\":%" PRIu64
+		       ",\"ok_after_repair\":%s",
+		       r->repaired, r->files_removed, after->problems ? "false" : "true");
 	printf("}\n");
 }
 
@@ -783,9 +884,14 @@ static int run_verify(int argc, char **argv, const char *dir)
 		if (r[0].problems)
 			printf("problems:\n%s", r[0].text);
 		if (after) {
-			printf("repaired: %" PRIu64 " records moved to the dead letters%s\n",
-			       r[0].repaired,
-			       r[0].counters_rewritten ? ", counters rewritten" : "");
+			if (r[0].repaired || r[0].counters_rewritten)
+				printf("repaired: %" PRIu64
+				       " records moved to the dead letters%s\n",
+				       r[0].repaired,
+				       r[0].counters_rewritten ? ", counters rewritten" : "");
+			if (r[0].files_removed)
+				printf("removed: %" PRIu64 " file(s) set aside after a crash\n",
+				       r[0].files_removed);
 			if (after->problems)
 				printf("still wrong:\n%s", after->text);
 		}
@@ -804,7 +910,8 @@ static const char COMPACT_HELP[] =
     "renames it over data.mdb.  Needs the spool to itself: refused while any\n"
     "producer, agent or spoolctl has it open, or while rings/ holds ring files\n"
     "of producers that died (open the spool once, e.g. `spoolctl status`, to\n"
-    "move them in).  Reports the file size before and after.\n"
+    "move them in; rings set aside as ring-*.bad do not count).  Reports the\n"
+    "file size before and after.\n"
     "Exit status: 0; 1 when refused or failed; 2 for a usage error.\n";
 
 static int run_compact(int argc, char **argv, const char *dir)

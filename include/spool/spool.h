@@ -131,6 +131,10 @@ struct spool;
  * opt may be NULL for the defaults.  On failure *out is NULL and, when errbuf
  * is not NULL, errbuf holds a sentence naming the path and the problem.
  * Opening recovers the rings of dead processes and clears stale reader slots.
+ * A data.mdb that a creation cut short (a power loss before the spool was
+ * marked created, so it never held an event) left unopenable is renamed
+ * data.mdb.unfinished-<time>, with a line on stderr, and the spool created
+ * anew; a spool marked created is never set aside (its damage is an error).
  * One process may open the same spool several times (the handles share one
  * LMDB environment internally). */
 SPOOL_API int spool_open(const char *dir, const struct spool_options *opt, struct spool **out,
@@ -161,7 +165,11 @@ struct spool_input {
  * durability mode promises; SPOOL_EFULL (policy drop, or block timed out),
  * SPOOL_ETOOBIG, -EINVAL (bad severity, NULL data with len > 0, empty
  * record), -ENOSPC and other errors otherwise: a record whose append did not
- * return 0 is not stored.  Thread-safe. */
+ * return 0 is not stored, and counts in dropped_total unless the call was
+ * refused for its arguments (-EINVAL, SPOOL_ETOOBIG, SPOOL_EFORKED).  When
+ * no transaction could record the count (a full disk), it waits in the
+ * spool's `counts` file, which spool_stats() reads in every process, until
+ * the next commit by any process stores it.  Thread-safe. */
 SPOOL_API int spool_append(struct spool *s, int severity, const void *data, size_t len);
 
 /* Appends n records in order, all or none: in sync mode in one LMDB
@@ -208,6 +216,16 @@ struct spool_batch;
  * A batch must be released by the thread that read it, before spool_close(). */
 SPOOL_API int spool_read_batch(struct spool *s, uint64_t after_seq, size_t max_events,
 			       size_t max_bytes, struct spool_batch **out);
+/* Like spool_read_batch(), for one severity: up to max_events records of
+ * `severity` with seq > after_seq, in order (the spool keeps enqueue order
+ * within each severity, as it does across all of them).  Records of other
+ * severities are passed over; *scanned_to gets the highest seq looked at
+ * (after_seq when none), so that the next read of this severity can start
+ * after it instead of scanning the same records again.  A severity with no
+ * record pending costs no scan (the spool counts records per severity).
+ * -EINVAL for a bad severity or a NULL pointer. */
+SPOOL_API int spool_read_severity(struct spool *s, int severity, uint64_t after_seq, size_t max_events,
+				  size_t max_bytes, struct spool_batch **out, uint64_t *scanned_to);
 /* Reads dead letters with seq > after_seq, like spool_read_batch(). */
 SPOOL_API int spool_read_dead(struct spool *s, uint64_t after_seq, size_t max_events,
 			      struct spool_batch **out);
@@ -253,7 +271,7 @@ struct spool_stats {
 	uint64_t acked_total;
 	uint64_t dead_total; /* dead-lettered, corrupt records included */
 	uint64_t evicted_total; /* removed by the evict policy or spool_discard() */
-	uint64_t dropped_total; /* refused because the spool was full */
+	uint64_t dropped_total; /* refused by an append: spool or disk full, a failed commit */
 	uint64_t corrupt_total; /* undecodable records found and dead-lettered */
 	uint64_t torn_total;	/* torn ring records skipped (never acknowledged to a caller) */
 	uint64_t next_seq;	/* the sequence the next committed record gets */
@@ -345,6 +363,8 @@ enum {
 	SPOOL_VERIFY_SEV_COUNTS = 1 << 3,    /* a per-severity count differs */
 	SPOOL_VERIFY_NEXT_SEQ = 1 << 4,	     /* next_seq not above every key */
 	SPOOL_VERIFY_BAD_DEAD = 1 << 5,	     /* undecodable dead letters (not repaired) */
+	SPOOL_VERIFY_BAD_RINGS = 1 << 6,     /* rings/ring-*.bad: rings unreadable after a crash */
+	SPOOL_VERIFY_SET_ASIDE = 1 << 7,     /* data.mdb.unfinished-*: a creation cut short */
 };
 
 struct spool_verify_report {
@@ -364,18 +384,25 @@ struct spool_verify_report {
 	uint64_t repaired;	 /* records moved to dead by the repair */
 	bool counters_rewritten; /* the repair rewrote the counters */
 	char text[2048];	 /* one line per problem, for people */
+	uint64_t bad_rings;	 /* rings/ring-*.bad files found */
+	uint64_t set_aside;	 /* data.mdb.unfinished-* files found */
+	uint64_t files_removed;	 /* of those, removed by the repair */
 };
 
 /* Checks every pending record (header checksum, one msgpack map) and every
  * dead letter of the spool in `dir`, and the counters against the records:
  * the pending count, pending_bytes, the per-severity counts, and next_seq
- * above every key.  Without `repair` nothing is changed (not even the rings
- * of dead producers, which spool_open() would move).  With `repair`, when
- * something is wrong, one write transaction moves bad records to `dead`
- * (status SPOOL_ECORRUPT, counted in dead_total and corrupt_total) and
- * rewrites those counters from the records.  Returns 0 when the check ran
- * (look at out->problems); an error, with a sentence in errbuf, when it
- * could not. */
+ * above every key.  It also lists the files set aside after a crash: rings
+ * whose header was unreadable (rings/ring-<id>.bad; their sound entries were
+ * moved into the queue once, with what was recovered and counted as torn)
+ * and data.mdb files of a creation cut short (data.mdb.unfinished-<time>;
+ * they never held an event).  Without `repair` nothing is changed (not even
+ * the rings of dead producers, which spool_open() would move).  With
+ * `repair`, when something is wrong, one write transaction moves bad records
+ * to `dead` (status SPOOL_ECORRUPT, counted in dead_total and corrupt_total)
+ * and rewrites those counters from the records, and the files set aside are
+ * removed.  Returns 0 when the check ran (look at out->problems); an error,
+ * with a sentence in errbuf, when it could not. */
 SPOOL_API int spool_verify(const char *dir, bool repair, struct spool_verify_report *out,
 			   char *errbuf, size_t errlen);
 
@@ -384,8 +411,9 @@ SPOOL_API int spool_verify(const char *dir, bool repair, struct spool_verify_rep
  * the stale lock.mdb removed.  Refused with -EBUSY (and a sentence in errbuf)
  * while any process has the spool open (the users.lock every user holds
  * shared; a process must not call it with the spool open itself), or while
- * rings/ holds ring files (open the spool once to move them).  *before and
- * *after (may be NULL) get data.mdb's size before and after. */
+ * rings/ holds ring files (open the spool once to move them; rings set aside
+ * as rings/ring-<id>.bad do not count).  *before and *after (may be NULL)
+ * get data.mdb's size before and after. */
 SPOOL_API int spool_compact(const char *dir, uint64_t *before, uint64_t *after, char *errbuf,
 			    size_t errlen);
 

@@ -154,6 +154,11 @@ struct spool_tx_config {
 #endif
 		;
 	void *log_ctx;
+	/* The agent's bandwidth_limit in bytes per second (0: none).  The agent
+	 * paces request starts to it; a transport that can also slow its own
+	 * writes (libcurl's CURLOPT_MAX_SEND_SPEED_LARGE) keeps each request
+	 * under it, so no request bursts above the cap. */
+	double bandwidth_limit;
 };
 
 /* ---- requests ---- */
@@ -215,6 +220,11 @@ struct spool_tx_request {
 	struct spool_tx_outcome *out; /* count outcomes, zeroed */
 	struct spool_tx_status status;
 	void *host; /* the agent's: the transport leaves it alone */
+	/* Set by the transport when it starts the request (submit or send):
+	 * the bytes it puts on the wire for it, body as sent (compressed) and
+	 * request headers.  0: unknown (the agent then counts the events'
+	 * JSON).  The agent's bandwidth_limit is charged with it. */
+	uint64_t wire_bytes;
 };
 
 /* ---- the entry ---- */

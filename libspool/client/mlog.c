@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,7 +21,7 @@
 #include "mlog_event.h"
 #include "mlog_internal.h"
 
-#define BACKPRESSURE_REFRESH 0.1  /* seconds between reads of the backlog */
+#define BACKPRESSURE_REFRESH 0.1  /* seconds between looks at the spool's fullness */
 #define FLUSH_POLL           0.01 /* seconds between looks at the spool's head */
 #define SPAWN_RETRY          10.0 /* seconds between attempts to start an agent after a failure */
 
@@ -38,7 +39,7 @@ struct mlog_client {
 	uint64_t logged;                  /* events spooled by this handle */
 	double bp_checked;
 	double bp_spe;
-	uint64_t bp_pending;
+	double bp_fullness;
 	bool is_global;
 };
 
@@ -203,20 +204,25 @@ static void client_after_fork(struct mlog_client *c)
 	c->pid = me;
 }
 
+static void spool_options_for(const struct mlog_client *c, struct spool_options *so)
+{
+	spool_options_init(so);
+	so->durability = c->set.durability;
+	so->max_events = (uint64_t)c->set.max_queue_size;
+	so->max_bytes = c->set.max_spool_bytes;
+	so->full_policy = c->set.drop_when_full ? SPOOL_FULL_DROP : SPOOL_FULL_BLOCK;
+	so->full_timeout_seconds = c->set.queue_timeout;
+	so->flush_interval_seconds = c->set.flush_interval;
+	so->flush_batch = (uint32_t)c->set.batch_size;
+}
+
 /* Opens the spool if needed.  Called with c->mu held. */
 static int client_open(struct mlog_client *c, struct mlog_result *r)
 {
 	if (c->s)
 		return 0;
 	struct spool_options so;
-	spool_options_init(&so);
-	so.durability = c->set.durability;
-	so.max_events = (uint64_t)c->set.max_queue_size;
-	so.max_bytes = c->set.max_spool_bytes;
-	so.full_policy = c->set.drop_when_full ? SPOOL_FULL_DROP : SPOOL_FULL_BLOCK;
-	so.full_timeout_seconds = c->set.queue_timeout;
-	so.flush_interval_seconds = c->set.flush_interval;
-	so.flush_batch = (uint32_t)c->set.batch_size;
+	spool_options_for(c, &so);
 	char err[MLOG_ERROR_MAX];
 	int rc = spool_open(c->set.spool_dir, &so, &c->s, err, sizeof(err));
 	if (rc) {
@@ -224,6 +230,34 @@ static int client_open(struct mlog_client *c, struct mlog_result *r)
 		return rc;
 	}
 	return 0;
+}
+
+/* A disk too full for this process's commit ring: the event goes in with a
+ * sync commit of its own, through a handle opened for it alone, so that it
+ * is stored when data.mdb has room inside, and otherwise refused by the
+ * spool, which counts it in dropped_total.  The next call tries the
+ * configured mode again.  Returns the open's code (*opened false, the
+ * sentence in r->error) or the append's. */
+static int spool_sync_once(struct mlog_client *c, const struct spool_buf *ev, int severity,
+                           struct mlog_result *r, bool *opened)
+{
+	struct spool_options so;
+	spool_options_for(c, &so);
+	so.durability = SPOOL_SYNC;
+	struct spool *s;
+	char err[MLOG_ERROR_MAX];
+	int rc = spool_open(c->set.spool_dir, &so, &s, err, sizeof(err));
+	*opened = rc == 0;
+	if (rc) {
+		set_error(r, "%s", err);
+		return rc;
+	}
+	r->error[0] = '\0';
+	rc = spool_append(s, severity, ev->data, ev->len);
+	spool_close(s);
+	if (rc == 0)
+		spool_wake_agent(c->set.spool_dir);
+	return rc;
 }
 
 enum signal_result {
@@ -276,8 +310,34 @@ static enum signal_result client_signal(struct mlog_client *c, struct spool *s, 
 	return rc == 0 ? SIGNAL_RUNS : SIGNAL_FAILED;
 }
 
-/* The agent's send time per event when the backlog is above batch_size,
- * capped; 0 otherwise. */
+/* How full the spool is, from 0 to 1: the largest of its pending events
+ * over max_queue_size, its pending bytes over max_spool_bytes, and its
+ * pending bytes over the most its file could hold on that disk (its
+ * present size plus the file system's free space: other files' growth
+ * counts too). */
+static double spool_fullness(const struct mlog_client *c, const struct spool_stats *st)
+{
+	double full = 0;
+	if (c->set.max_queue_size > 0)
+		full = (double)st->pending / (double)c->set.max_queue_size;
+	if (c->set.max_spool_bytes > 0 &&
+	    (double)st->pending_bytes / (double)c->set.max_spool_bytes > full)
+		full = (double)st->pending_bytes / (double)c->set.max_spool_bytes;
+	struct statvfs fs;
+	if (statvfs(c->set.spool_dir, &fs) == 0) {
+		double avail =
+		    (double)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * (double)fs.f_frsize;
+		double room = (double)st->file_bytes + avail;
+		if (room > 0 && (double)st->pending_bytes / room > full)
+			full = (double)st->pending_bytes / room;
+	}
+	return full < 1 ? full : 1;
+}
+
+/* The sleep after an event: none while the spool is below half full (the
+ * spool is the buffer, meant to take an outage at full speed), then the
+ * agent's send time per event times how far past half it is (0 at half
+ * full, all of it when full), capped. */
 static double backpressure_sleep(struct mlog_client *c, struct spool *s)
 {
 	double now = mono_now();
@@ -288,7 +348,7 @@ static double backpressure_sleep(struct mlog_client *c, struct spool *s)
 	pthread_mutex_unlock(&c->mu);
 	if (stale) {
 		struct spool_stats st;
-		uint64_t pending = spool_stats(s, &st) == 0 ? st.pending : 0;
+		double full = spool_stats(s, &st) == 0 ? spool_fullness(c, &st) : 0;
 		char buf[64];
 		size_t len = sizeof(buf) - 1;
 		double spe = c->set.initial_spe;
@@ -300,12 +360,13 @@ static double backpressure_sleep(struct mlog_client *c, struct spool *s)
 				spe = v;
 		}
 		pthread_mutex_lock(&c->mu);
-		c->bp_pending = pending;
+		c->bp_fullness = full;
 		c->bp_spe = spe;
 		pthread_mutex_unlock(&c->mu);
 	}
 	pthread_mutex_lock(&c->mu);
-	double sleep = c->bp_pending > (uint64_t)c->set.batch_size ? c->bp_spe : 0;
+	double past_half = (c->bp_fullness - 0.5) / 0.5;
+	double sleep = past_half > 0 ? c->bp_spe * past_half : 0;
 	pthread_mutex_unlock(&c->mu);
 	if (sleep > c->set.max_enqueue_sleep)
 		sleep = c->set.max_enqueue_sleep;
@@ -321,11 +382,24 @@ static void client_spool(struct mlog_client *c, const struct spool_buf *ev, int 
 	int rc = client_open(c, r);
 	struct spool *s = c->s;
 	pthread_mutex_unlock(&c->mu);
-	if (rc) {
+	bool once = (rc == -ENOSPC || rc == -EDQUOT) && c->set.durability != SPOOL_SYNC;
+	if (once) {
+		bool opened;
+		rc = spool_sync_once(c, ev, severity, r, &opened);
+		if (rc == 0) {
+			r->ok = r->queued = r->accepted = true;
+			return;
+		}
+		if (!opened) {
+			r->ok = r->queued = r->accepted = false;
+			return;
+		}
+	} else if (rc) {
 		r->ok = r->queued = r->accepted = false;
 		return;
+	} else {
+		rc = spool_append(s, severity, ev->data, ev->len);
 	}
-	rc = spool_append(s, severity, ev->data, ev->len);
 	if (rc) {
 		r->ok = r->queued = r->accepted = false;
 		if (rc == SPOOL_EFULL && c->set.drop_when_full)

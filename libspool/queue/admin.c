@@ -16,6 +16,7 @@
 #include "env.h"
 #include "handle.h"
 #include "record.h"
+#include "stage.h"
 #include "txn.h"
 #include "util.h"
 
@@ -469,6 +470,101 @@ static int repair_body(struct spool_env *env, MDB_txn *txn, struct spool_counter
 	return 0;
 }
 
+/* ---- files set aside after a crash ---- */
+
+/* A ring set aside as unreadable: "ring-" 16 hex digits ".bad". */
+static bool bad_ring_name(const char *name, uint64_t *id)
+{
+	if (strncmp(name, "ring-", 5) != 0 || strlen(name) != 25 || strcmp(name + 21, ".bad") != 0)
+		return false;
+	char hex[17], *end;
+	memcpy(hex, name + 5, 16);
+	hex[16] = '\0';
+	*id = strtoull(hex, &end, 16);
+	return *end == '\0';
+}
+
+#define SET_ASIDE_PREFIX "data.mdb.unfinished-"
+#define VERIFY_LEFTOVERS (SPOOL_VERIFY_BAD_RINGS | SPOOL_VERIFY_SET_ASIDE)
+#define LEFTOVER_LINES 8 /* named one by one; the rest counted */
+
+/* Names in the report the rings set aside as unreadable (rings/ring-*.bad,
+ * with what their salvage recorded) and the data.mdb files of a creation
+ * cut short (data.mdb.unfinished-*); with repair, removes them. */
+static int check_leftovers(struct spool_env *env, const char *dir, bool repair,
+                           struct spool_verify_report *r)
+{
+	char path[4400];
+	uint64_t lines = 0;
+	snprintf(path, sizeof(path), "%s/rings", dir);
+	DIR *d = opendir(path);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		uint64_t id, recovered, torn;
+		int64_t when;
+		if (!bad_ring_name(de->d_name, &id))
+			continue;
+		r->bad_rings++;
+		bool known = spool_stage_bad_outcome(env, id, &recovered, &torn, &when) == 0;
+		if (lines++ >= LEFTOVER_LINES)
+			r->problems |= SPOOL_VERIFY_BAD_RINGS;
+		else if (known)
+			add_problem(r, SPOOL_VERIFY_BAD_RINGS,
+			            "rings/%s: a ring left unreadable by a crash; its sound entries "
+			            "were recovered once: %" PRIu64 " moved into the queue, %" PRIu64
+			            " counted as torn; --repair removes the file",
+			            de->d_name, recovered, torn);
+		else
+			add_problem(r, SPOOL_VERIFY_BAD_RINGS,
+			            "rings/%s: a ring set aside as unreadable by an earlier version, "
+			            "its entries never recovered; --repair removes the file",
+			            de->d_name);
+		if (!repair)
+			continue;
+		snprintf(path, sizeof(path), "%s/rings/%s", dir, de->d_name);
+		int rc = unlink(path) == 0 ? 0 : -errno;
+		if (!rc) {
+			r->files_removed++;
+			rc = spool_stage_bad_forget(env, id);
+		}
+		if (rc) {
+			closedir(d);
+			return rc;
+		}
+	}
+	if (d)
+		closedir(d);
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, SET_ASIDE_PREFIX, sizeof(SET_ASIDE_PREFIX) - 1) != 0)
+			continue;
+		r->set_aside++;
+		if (lines++ >= LEFTOVER_LINES)
+			r->problems |= SPOOL_VERIFY_SET_ASIDE;
+		else
+			add_problem(r, SPOOL_VERIFY_SET_ASIDE,
+			            "%s: a data.mdb whose creation was cut short (e.g. by a power "
+			            "loss), set aside when the spool was created anew; it never held "
+			            "an event; --repair removes it",
+			            de->d_name);
+		if (!repair)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (unlink(path) != 0) {
+			int e = errno;
+			closedir(d);
+			return -e;
+		}
+		r->files_removed++;
+	}
+	closedir(d);
+	if (lines > LEFTOVER_LINES)
+		add_problem(r, 0, "and %" PRIu64 " more such file(s)", lines - LEFTOVER_LINES);
+	return 0;
+}
+
 int spool_verify(const char *dir, bool repair, struct spool_verify_report *out, char *errbuf,
                  size_t errlen)
 {
@@ -495,20 +591,34 @@ int spool_verify(const char *dir, bool repair, struct spool_verify_report *out, 
 	if (rc)
 		return rc;
 	rc = verify_read(env, out);
+	if (!rc)
+		rc = check_leftovers(env, dir, false, out);
 	if (rc) {
 		spool_errf(errbuf, errlen, "%s: cannot read the spool: %s", dir,
 		           spool_strerror(rc));
-	} else if (repair && (out->problems & ~(unsigned)SPOOL_VERIFY_BAD_DEAD)) {
+		goto out;
+	}
+	if (repair && (out->problems & ~(unsigned)(SPOOL_VERIFY_BAD_DEAD | VERIFY_LEFTOVERS))) {
 		struct repair_arg a = {0};
 		rc = spool_txn_write(env, repair_body, &a);
 		if (rc) {
 			spool_errf(errbuf, errlen, "%s: repair failed: %s", dir,
 			           spool_strerror(rc));
-		} else {
-			out->repaired = a.moved;
-			out->counters_rewritten = true;
+			goto out;
 		}
+		out->repaired = a.moved;
+		out->counters_rewritten = true;
 	}
+	if (repair && (out->problems & VERIFY_LEFTOVERS)) {
+		struct spool_verify_report *again = calloc(1, sizeof(*again));
+		rc = again ? check_leftovers(env, dir, true, again) : -ENOMEM;
+		out->files_removed = again ? again->files_removed : 0;
+		free(again);
+		if (rc)
+			spool_errf(errbuf, errlen, "%s: cannot remove the files set aside: %s", dir,
+			           spool_strerror(rc));
+	}
+out:
 	spool_txn_release_env(env);
 	return rc;
 }
@@ -535,8 +645,10 @@ static int rings_present(const char *dir, char *name, size_t len)
 		return errno == ENOENT ? 0 : -errno;
 	int found = 0;
 	struct dirent *de;
+	uint64_t id;
 	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, "ring-", 5) == 0) {
+		/* a .bad ring was salvaged once and is final: nothing to move */
+		if (strncmp(de->d_name, "ring-", 5) == 0 && !bad_ring_name(de->d_name, &id)) {
 			snprintf(name, len, "%s", de->d_name);
 			found = 1;
 			break;

@@ -166,41 +166,102 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 	return 0;
 }
 
-/* Whether data.mdb looks like an LMDB file whose creation was cut short: a
- * few pages at most, starting with zeros or with an LMDB meta page.  Anything
- * else (a foreign or damaged file) is left alone and reported. */
-static bool cut_short_creation(const char *path)
+/* LMDB's answers that say data.mdb is not a sound LMDB file (torn or
+ * foreign content), as opposed to the system refusing (no space, no
+ * permission, an I/O error), which setting the file aside would not cure. */
+static bool unsound_file(int rc)
 {
+	return rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH || rc == MDB_CORRUPTED ||
+	       rc == MDB_PAGE_NOTFOUND || rc == MDB_PANIC || rc == MDB_INCOMPATIBLE ||
+	       rc == MDB_BAD_TXN;
+}
+
+/* Opens (creating it if absent) the LMDB file of dir and makes it durable
+ * whole: the databases and the format mark in one commit, then a full sync.
+ * Returns 0 or LMDB's code (its own, or a positive errno); *step names
+ * what failed. */
+static int create_database(const char *dir, const char **step)
+{
+	MDB_env *mdb = NULL;
+	MDB_txn *txn = NULL;
+	*step = "open it";
+	int rc = mdb_env_create(&mdb);
+	if (rc)
+		return rc;
+	rc = mdb_env_set_maxdbs(mdb, 4);
+	if (!rc)
+		rc = mdb_env_open(mdb, dir, 0, 0600);
+	if (!rc) {
+		*step = "create its databases";
+		rc = mdb_txn_begin(mdb, NULL, 0, &txn);
+	}
+	static const char *const names[] = {"events", "dead", "meta"};
+	MDB_dbi dbi = 0;
+	for (int i = 0; !rc && i < 3; i++)
+		rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &dbi);
+	if (!rc) {
+		unsigned char fmt[4];
+		spool_put_le32(fmt, SPOOL_FORMAT_VERSION);
+		MDB_val k = {sizeof(KEY_FORMAT) - 1, (void *)KEY_FORMAT}, v;
+		rc = mdb_get(txn, dbi, &k, &v);
+		if (rc == MDB_NOTFOUND) {
+			v = (MDB_val){4, fmt};
+			rc = mdb_put(txn, dbi, &k, &v, 0);
+		}
+	}
+	if (!rc) {
+		*step = "commit";
+		rc = mdb_txn_commit(txn);
+		txn = NULL;
+	}
+	if (!rc) {
+		*step = "sync it";
+		rc = mdb_env_sync(mdb, 1);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	mdb_env_close(mdb);
+	return rc;
+}
+
+/* Renames dir/data.mdb to dir/data.mdb.unfinished-<UTC time>[-N], never
+ * over an existing file; the new name goes into aside. */
+static int set_aside(const char *dir, const char *data, char *aside, size_t len)
+{
+	char stamp[32];
+	time_t now = time(NULL);
+	struct tm tm;
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", gmtime_r(&now, &tm));
 	struct stat st;
-	if (stat(path, &st) != 0 || st.st_size > 64 * 1024)
-		return false;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	unsigned char page[4096] = {0};
-	ssize_t n = read(fd, page, sizeof(page));
-	close(fd);
-	if (n < 0)
-		return false;
-	bool zero = true;
-	for (ssize_t i = 0; i < n && zero; i++)
-		zero = page[i] == 0;
-	/* the meta page: a 16-byte page header, then the magic 0xBEEFC0DE */
-	bool meta = n >= 20 && spool_get_le32(page + 16) == 0xBEEFC0DEu;
-	return zero || meta;
+	for (int n = 0; n < 1000; n++) {
+		if (n == 0)
+			snprintf(aside, len, "%s/data.mdb.unfinished-%s", dir, stamp);
+		else
+			snprintf(aside, len, "%s/data.mdb.unfinished-%s-%d", dir, stamp, n);
+		if (lstat(aside, &st) != 0 && errno == ENOENT)
+			return rename(data, aside) == 0 ? 0 : -errno;
+	}
+	return -EEXIST;
 }
 
 /* A new spool is only used once its data.mdb has been synced whole.  LMDB
  * writes the first meta pages of a new file without a sync, and a power loss
- * before the first commit's sync can leave a file that never opens again.
+ * before the first commit's sync can leave a file that never opens again,
+ * holding anything: zeros, a torn meta page, whatever the disk had there.
  * So whoever opens a spool without the `created` mark makes the file durable
  * (a synced commit), then makes the mark durable; nothing is appended before
- * that.  A data.mdb that does not open while the mark is missing therefore
- * never held an event, and is made anew.  create.lock serialises this among
- * processes; once the mark exists, opening costs one stat(). */
+ * that.  A spool without the mark has therefore never promised anything, and
+ * a data.mdb of it that LMDB finds unsound, whatever it holds, is set aside
+ * (renamed data.mdb.unfinished-<time>, said on stderr, listed by spoolctl
+ * status and verify) and the spool created anew.  A data.mdb that opens is
+ * kept: a spool whose mark was lost with a power loss right after its
+ * creation may hold events.  create.lock serialises this among processes,
+ * and the mark is checked again under it; a process that saw the mark never
+ * takes the lock, and a spool with the mark is never set aside.  Once the
+ * mark exists, opening costs one stat(). */
 static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 {
-	char mark[4400], lockp[4400], data[4400];
+	char mark[4400], lockp[4400], data[4400], aside[4500];
 	snprintf(mark, sizeof(mark), "%s/created", dir);
 	struct stat st;
 	if (stat(mark, &st) == 0)
@@ -216,67 +277,50 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 		return -e;
 	}
 	int rc = 0;
-	MDB_env *mdb = NULL;
-	MDB_txn *txn = NULL;
 	if (stat(mark, &st) == 0)
 		goto out; /* another process finished it meanwhile */
 	snprintf(data, sizeof(data), "%s/data.mdb", dir);
-	for (int attempt = 0; attempt < 2; attempt++) {
-		rc = mdb_env_create(&mdb);
-		if (!rc)
-			rc = mdb_env_set_maxdbs(mdb, 4);
-		if (!rc)
-			rc = mdb_env_open(mdb, dir, 0, 0600);
-		if (rc == MDB_INVALID && attempt == 0 && cut_short_creation(data)) {
-			/* never marked, so never used: a creation cut short */
-			mdb_env_close(mdb);
-			mdb = NULL;
-			unlink(data);
-			continue;
+	const char *step;
+	rc = create_database(dir, &step);
+	if (unsound_file(rc) && stat(data, &st) == 0) {
+		/* never marked, so never used: a creation cut short */
+		int why = rc;
+		rc = set_aside(dir, data, aside, sizeof(aside));
+		if (rc) {
+			spool_errf(errbuf, errlen,
+				   "%s: data.mdb is not a sound LMDB file (%s) and cannot be set "
+				   "aside: %s",
+				   dir, mdb_strerror(why), strerror(-rc));
+			goto out;
 		}
-		break;
+		fprintf(stderr,
+			"libspool: %s: data.mdb was never completed (a creation cut short, e.g. by "
+			"a power loss) and is not a sound LMDB file (%s); it holds no event. Set "
+			"aside as %s; creating the spool anew\n",
+			dir, mdb_strerror(why), aside);
+		rc = create_database(dir, &step);
 	}
 	if (rc) {
-		spool_errf(errbuf, errlen,
-			   "%s: cannot open spool database to create it: %s (LMDB error %d)", dir,
-			   mdb_strerror(rc), rc);
+		spool_errf(errbuf, errlen, "%s: cannot create the spool database (%s): %s (%s %d)",
+			   dir, step, mdb_strerror(rc), rc < 0 ? "LMDB error" : "errno", rc);
 		rc = spool_map_mdb_error(rc);
 		goto out;
 	}
-	rc = mdb_txn_begin(mdb, NULL, 0, &txn);
-	static const char *const names[] = {"events", "dead", "meta"};
-	MDB_dbi dbi = 0;
-	for (int i = 0; !rc && i < 3; i++)
-		rc = mdb_dbi_open(txn, names[i], MDB_CREATE, &dbi);
-	if (!rc) {
-		unsigned char fmt[4];
-		spool_put_le32(fmt, SPOOL_FORMAT_VERSION);
-		MDB_val k = {sizeof(KEY_FORMAT) - 1, (void *)KEY_FORMAT}, v;
-		if (mdb_get(txn, dbi, &k, &v) == MDB_NOTFOUND) {
-			v = (MDB_val){4, fmt};
-			rc = mdb_put(txn, dbi, &k, &v, 0);
-		}
-	}
-	if (!rc) {
-		rc = mdb_txn_commit(txn);
-		txn = NULL;
-	}
-	if (!rc)
-		rc = mdb_env_sync(mdb, 1);
-	if (rc) {
-		spool_errf(errbuf, errlen,
-			   "%s: cannot create the spool database: %s (LMDB error %d)", dir,
-			   mdb_strerror(rc), rc);
-		rc = spool_map_mdb_error(rc);
-		goto out;
-	}
-	int mfd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	/* An error from here on leaves the mark as it is: the file is synced
+	 * whole, so a mark that exists (even empty) tells the truth, and one
+	 * that was lost makes the next opener only sync the file again. */
 	static const char text[] = "master-log-spool format 1\n";
-	if (mfd < 0 || write(mfd, text, sizeof(text) - 1) != (ssize_t)(sizeof(text) - 1) ||
-	    fsync(mfd) != 0)
+	int mfd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (mfd < 0) {
 		rc = -errno;
-	if (mfd >= 0)
+	} else {
+		ssize_t w = write(mfd, text, sizeof(text) - 1);
+		if (w != (ssize_t)(sizeof(text) - 1))
+			rc = w < 0 ? -errno : -EIO;
+		else if (fsync(mfd) != 0)
+			rc = -errno;
 		close(mfd);
+	}
 	if (!rc) {
 		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd < 0 || fsync(dfd) != 0)
@@ -284,16 +328,10 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 		if (dfd >= 0)
 			close(dfd);
 	}
-	if (rc) {
-		unlink(mark);
+	if (rc)
 		spool_errf(errbuf, errlen, "%s: cannot mark the spool created: %s", mark,
 			   strerror(-rc));
-	}
 out:
-	if (txn)
-		mdb_txn_abort(txn);
-	if (mdb)
-		mdb_env_close(mdb);
 	close(lfd);
 	return rc;
 }

@@ -43,8 +43,8 @@ static void batch_reset(struct spool_batch *b)
 	b->count = 0;
 }
 
-int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t max_events,
-			    size_t max_bytes, struct spool_batch **out,
+int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, int severity, size_t max_events,
+			    size_t max_bytes, struct spool_batch **out, uint64_t *scanned_to,
 			    struct spool_bad_records *bad)
 {
 	*out = NULL;
@@ -60,8 +60,23 @@ int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t ma
 		return rc;
 	}
 	size_t bytes = 0;
-	MDB_cursor *cur;
-	rc = mdb_cursor_open(b->txn, env->dbi_events, &cur);
+	uint64_t scanned = after_seq;
+	MDB_cursor *cur = NULL;
+	if (severity >= 0) {
+		/* none of this severity pending: nothing to scan (the counts are
+		 * kept in the same transactions as the records) */
+		struct spool_counters c;
+		rc = spool_counters_load(env, b->txn, &c);
+		if (!rc && c.sev[severity] == 0) {
+			*scanned_to = c.next_seq ? c.next_seq - 1 : 0;
+			if (*scanned_to < after_seq)
+				*scanned_to = after_seq;
+			*out = b;
+			return 0;
+		}
+	}
+	if (!rc)
+		rc = mdb_cursor_open(b->txn, env->dbi_events, &cur);
 	if (!rc) {
 		unsigned char kb[8];
 		spool_put_be64(kb, after_seq + 1);
@@ -69,7 +84,16 @@ int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t ma
 		rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
 		while (rc == 0 && (max_events == 0 || b->count < max_events)) {
 			uint64_t seq = k.mv_size == 8 ? spool_get_be64(k.mv_data) : 0;
+			const unsigned char *h = v.mv_data;
 			const char *reason;
+			/* another severity's record with a sound header is passed
+			 * over unchecked; its own pass checks it */
+			if (severity >= 0 && v.mv_size >= SPOOL_REC_HDR && h[0] == SPOOL_FORMAT_VERSION &&
+			    h[1] < SPOOL_NSEV && h[1] != severity) {
+				scanned = seq;
+				rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+				continue;
+			}
 			if (spool_rec_check(v.mv_data, v.mv_size, &reason) != 0) {
 				bad->seq[bad->n] = seq;
 				bad->why[bad->n] = reason;
@@ -80,6 +104,7 @@ int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t ma
 				size_t len = v.mv_size - SPOOL_REC_HDR;
 				if (max_bytes && b->count > 0 && bytes + len > max_bytes)
 					break;
+				scanned = seq;
 				struct spool_record r = {
 					.seq = seq,
 					.enqueue_us = (int64_t)spool_get_le64(p + 8),
@@ -97,6 +122,8 @@ int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t ma
 	}
 	if (rc == MDB_NOTFOUND)
 		rc = 0;
+	if (scanned_to)
+		*scanned_to = scanned;
 	if (rc || bad->n) {
 		/* on a failure nothing is handed back; unsound records found are
 		 * the caller's to move, and it reads again */

@@ -19,12 +19,15 @@ struct spool_bad_records {
 	const char *why[SPOOL_BAD_PER_READ]; /* static strings (spool_rec_check) */
 };
 
-/* Pending records after after_seq.  When bad->n is 0, *out is the batch;
+/* Pending records after after_seq; of one severity only when severity >=
+ * 0, and then *scanned_to gets the highest seq the scan looked at (the
+ * next read of that severity may start after it).  When bad->n is 0, *out
+ * is the batch;
  * otherwise *out is NULL and bad lists unsound records met on the way (at
  * most SPOOL_BAD_PER_READ): the caller moves them to dead and reads again,
  * so that they never block the head. */
-int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, size_t max_events,
-			    size_t max_bytes, struct spool_batch **out,
+int spool_batch_read_events(struct spool_env *env, uint64_t after_seq, int severity, size_t max_events,
+			    size_t max_bytes, struct spool_batch **out, uint64_t *scanned_to,
 			    struct spool_bad_records *bad);
 int spool_batch_read_dead(struct spool_env *env, uint64_t after_seq, size_t max_events,
 			  struct spool_batch **out);

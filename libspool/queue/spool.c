@@ -117,6 +117,7 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
 	}
 	/* what dead producers left in their rings goes into the queue first;
 	 * a failure here (a full disk) leaves the rings for the next try */
+	spool_txn_counts_create(s->env); /* while the disk has room (txn.h) */
 	spool_stage_recover(s->env, NULL);
 	if (o.durability != SPOOL_SYNC) {
 		rc = spool_stage_create(s->env, dir, &o, &s->lim_staged, &s->stage, errbuf, errlen);
@@ -228,13 +229,15 @@ static int sync_append(struct spool *s, const struct spool_input *in, size_t n)
 {
 	unsigned char stack[8][SPOOL_REC_HDR];
 	unsigned char(*hdrs)[SPOOL_REC_HDR] = n <= 8 ? stack : malloc(n * SPOOL_REC_HDR);
-	if (!hdrs)
+	if (!hdrs) {
+		spool_txn_add_dropped(s->env, n);
 		return -ENOMEM;
+	}
 	int64_t now = spool_now_us();
 	for (size_t i = 0; i < n; i++)
 		spool_rec_header(hdrs[i], in[i].severity, now, in[i].data, in[i].len);
 	struct spool_wreq req = {.in = in, .hdrs = (const unsigned char(*)[SPOOL_REC_HDR])hdrs, .n = n,
-				 .lim = &s->lim_enforce};
+				 .lim = &s->lim_enforce, .count_refused = true};
 	int64_t end = 0;
 	int rc;
 	for (;;) {
@@ -327,8 +330,28 @@ int spool_read_batch(struct spool *s, uint64_t after_seq, size_t max_events, siz
 	 * they go to dead, and the read starts again */
 	struct spool_bad_records bad;
 	for (;;) {
-		int rc = spool_batch_read_events(s->env, after_seq, max_events, max_bytes, out,
+		int rc = spool_batch_read_events(s->env, after_seq, -1, max_events, max_bytes, out, NULL,
 						 &bad);
+		if (rc || bad.n == 0)
+			return rc;
+		rc = spool_write_corrupt(s->env, bad.seq, bad.why, bad.n);
+		if (rc)
+			return rc;
+	}
+}
+
+int spool_read_severity(struct spool *s, int severity, uint64_t after_seq, size_t max_events,
+			size_t max_bytes, struct spool_batch **out, uint64_t *scanned_to)
+{
+	GUARD(s);
+	if (!out || !scanned_to || severity < 0 || severity >= SPOOL_NSEV)
+		return -EINVAL;
+	*out = NULL;
+	*scanned_to = after_seq;
+	struct spool_bad_records bad;
+	for (;;) {
+		int rc = spool_batch_read_events(s->env, after_seq, severity, max_events, max_bytes, out,
+						 scanned_to, &bad);
 		if (rc || bad.n == 0)
 			return rc;
 		rc = spool_write_corrupt(s->env, bad.seq, bad.why, bad.n);

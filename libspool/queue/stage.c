@@ -526,16 +526,16 @@ int spool_stage_append(struct spool_stage *st, const struct spool_input *in, siz
 		/* too large for the ring: keep this handle's order (everything
 		 * staged before goes first), then commit straight to LMDB */
 		int rc = spool_stage_sync(st, st->full_timeout + 5.0, NULL);
-		if (rc)
-			return rc;
-		unsigned char(*hdrs)[SPOOL_REC_HDR] = malloc(n * SPOOL_REC_HDR);
-		if (!hdrs)
-			return -ENOMEM;
+		unsigned char(*hdrs)[SPOOL_REC_HDR] = rc ? NULL : malloc(n * SPOOL_REC_HDR);
+		if (!hdrs) {
+			spool_txn_add_dropped(st->env, n);
+			return rc ? rc : -ENOMEM;
+		}
 		int64_t now = spool_now_us();
 		for (size_t i = 0; i < n; i++)
 			spool_rec_header(hdrs[i], in[i].severity, now, in[i].data, in[i].len);
 		struct spool_wreq req = {.in = in, .hdrs = (const unsigned char(*)[SPOOL_REC_HDR])hdrs,
-					 .n = n, .lim = &st->lim};
+					 .n = n, .lim = &st->lim, .count_refused = true};
 		rc = spool_write_append(st->env, &req);
 		free(hdrs);
 		if (rc == 0)
@@ -653,6 +653,250 @@ int spool_stage_sync(struct spool_stage *st, double timeout_seconds, uint64_t *l
 
 /* ---- recovery of the rings of dead processes ---- */
 
+/* A ring whose header cannot be read (its pages never reached the disk
+ * before a power loss, or it was damaged) is salvaged once: every entry in
+ * its data area that carries a sound marker and record (checksum and
+ * msgpack) and a number above the ring's mark is moved into the queue, in
+ * number order, with the mark, so none is moved twice; the numbers missing
+ * between the mark and the highest entry found are counted as torn (at
+ * least one: what may have followed it is unknown).  The outcome is written
+ * to meta "spool.badring.<id>" (entries recovered, entries torn, when) in
+ * the same transaction as the torn count, then the file is renamed
+ * ring-<id>.bad, which nothing moves again and compaction does not wait
+ * for; `spoolctl verify` lists it and `verify --repair` removes it.  A
+ * salvage cut short is redone by the next recovery: the mark keeps what was
+ * moved, and a written outcome makes the rest only the rename.
+ *
+ * Entries whose group (spool_append_many) was not published when the ring
+ * stopped cannot be told apart without the header: each sound one is moved,
+ * so a group cut by the power loss may arrive in part. */
+#define BADRING_PREFIX "spool.badring."
+#define BADRING_VALUE 24 /* recovered, torn, when (µs): u64 LE each */
+
+static int badring_key(char *buf, size_t len, uint64_t ring_id)
+{
+	return snprintf(buf, len, BADRING_PREFIX "%016" PRIx64, ring_id);
+}
+
+struct found_entry {
+	uint64_t no;
+	size_t off;
+	uint32_t size;
+};
+
+static int cmp_found(const void *a, const void *b)
+{
+	uint64_t x = ((const struct found_entry *)a)->no, y = ((const struct found_entry *)b)->no;
+	return x < y ? -1 : x > y;
+}
+
+/* The ring id in a ring file's path (".../ring-" and 16 hex digits). */
+static bool ring_id_of(const char *path, uint64_t *id)
+{
+	const char *name = strrchr(path, '/');
+	name = name ? name + 1 : path;
+	if (strncmp(name, "ring-", 5) != 0 || strlen(name) != 21)
+		return false;
+	char *end;
+	errno = 0;
+	*id = strtoull(name + 5, &end, 16);
+	return errno == 0 && *end == '\0';
+}
+
+struct badring_arg {
+	const char *key;
+	const unsigned char *value; /* NULL: only look whether the outcome is written */
+	uint64_t torn;
+	bool present;
+};
+
+/* Writes the outcome and the torn count in one transaction, unless an
+ * outcome is there already; either way a->present tells whether one was. */
+static int badring_body(struct spool_env *env, MDB_txn *txn, struct spool_counters *c, void *p)
+{
+	struct badring_arg *a = p;
+	MDB_val k = {strlen(a->key), (void *)a->key}, v;
+	int rc = mdb_get(txn, env->dbi_meta, &k, &v);
+	if (rc != MDB_NOTFOUND) {
+		a->present = rc == 0;
+		return rc;
+	}
+	a->present = false;
+	if (!a->value)
+		return 0;
+	v = (MDB_val){BADRING_VALUE, (void *)a->value};
+	rc = mdb_put(txn, env->dbi_meta, &k, &v, 0);
+	if (!rc)
+		c->torn += a->torn;
+	return rc;
+}
+
+/* Moves the sound entries of the unreadable ring (data area `data`, `size`
+ * bytes) with numbers above its mark; *recovered and *torn get the counts. */
+static int salvage_entries(struct spool_env *env, uint64_t ring_id, const unsigned char *data,
+			   size_t size, uint64_t *recovered, uint64_t *torn)
+{
+	*recovered = 0;
+	*torn = 1;
+	uint64_t mark = 0;
+	int rc = spool_write_get_mark(env, ring_id, &mark);
+	if (rc)
+		return rc;
+	struct found_entry *found = NULL;
+	size_t n = 0, cap = 0;
+	/* entries are 8-byte aligned: look at every such place, so that damage
+	 * anywhere costs only the entries it touches */
+	for (size_t off = 0; off + ENTRY_HDR <= size;) {
+		const unsigned char *p = data + off;
+		uint32_t marker, vsize;
+		uint64_t no;
+		memcpy(&marker, p, 4);
+		memcpy(&vsize, p + 4, 4);
+		memcpy(&no, p + 8, 8);
+		const char *why;
+		if (no == 0 || marker != (ENTRY_MARK ^ (uint32_t)no) || vsize < SPOOL_REC_HDR ||
+		    entry_size(vsize) > size - off ||
+		    spool_rec_check(p + ENTRY_HDR, vsize, &why) != 0) {
+			off += 8;
+			continue;
+		}
+		if (no > mark) {
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				struct found_entry *nf = realloc(found, cap * sizeof(*nf));
+				if (!nf) {
+					free(found);
+					return -ENOMEM;
+				}
+				found = nf;
+			}
+			found[n++] = (struct found_entry){no, off, vsize};
+		}
+		off += entry_size(vsize);
+	}
+	qsort(found, n, sizeof(*found), cmp_found);
+	struct spool_input *in = malloc(TRANSFER_MAX_ENTRIES * sizeof(*in));
+	if (!in) {
+		free(found);
+		return -ENOMEM;
+	}
+	static const struct spool_limits keep = {0, 0, SPOOL_FULL_BLOCK, false};
+	uint64_t last = mark, moved = 0;
+	for (size_t i = 0; i < n && rc == 0;) {
+		size_t k = 0, bytes = 0;
+		uint64_t no = last;
+		for (; i < n && k < TRANSFER_MAX_ENTRIES && bytes < TRANSFER_MAX_BYTES; i++) {
+			if (found[i].no == no)
+				continue; /* the same number twice: keep the first */
+			const unsigned char *value = data + found[i].off + ENTRY_HDR;
+			in[k++] = (struct spool_input){value[1], value, found[i].size};
+			bytes += found[i].size;
+			no = found[i].no;
+		}
+		struct spool_wreq req = {.in = in, .n = k, .lim = &keep, .ring_id = ring_id,
+					 .mark_no = no};
+		rc = k ? spool_write_append(env, &req) : 0;
+		if (rc == 0) {
+			moved += k;
+			last = no;
+		}
+	}
+	free(in);
+	free(found);
+	if (rc)
+		return rc;
+	*recovered = moved;
+	uint64_t missing = last - mark - moved;
+	*torn = missing ? missing : 1;
+	return 0;
+}
+
+/* Salvages the unreadable ring at path (locked through fd; its data area,
+ * if it has one, mapped at m), records the outcome and renames it .bad. */
+static int salvage_ring(struct spool_env *env, const char *path, void *m, size_t file_size,
+			uint64_t *moved)
+{
+	char bad[4600], key[64];
+	snprintf(bad, sizeof(bad), "%s.bad", path);
+	uint64_t ring_id;
+	if (!ring_id_of(path, &ring_id)) {
+		rename(path, bad);
+		spool_txn_add_torn(env, 1);
+		return 0;
+	}
+	badring_key(key, sizeof(key), ring_id);
+	struct badring_arg a = {key, NULL, 0, false};
+	/* in a write transaction: an outcome committed by a recoverer that
+	 * died is seen (see spool_write_get_mark()) */
+	int rc = spool_txn_write(env, badring_body, &a);
+	if (rc == 0 && !a.present) {
+		uint64_t recovered = 0, torn = 1;
+		if (m && file_size > RING_HDR_SIZE)
+			rc = salvage_entries(env, ring_id, (const unsigned char *)m + RING_HDR_SIZE,
+					     (file_size - RING_HDR_SIZE) & ~(size_t)7, &recovered,
+					     &torn);
+		if (rc == 0) {
+			unsigned char value[BADRING_VALUE];
+			spool_put_le64(value, recovered);
+			spool_put_le64(value + 8, torn);
+			spool_put_le64(value + 16, (uint64_t)spool_now_us());
+			a = (struct badring_arg){key, value, torn, false};
+			rc = spool_txn_write(env, badring_body, &a);
+		}
+		if (rc == 0 && moved)
+			*moved += recovered;
+	}
+	if (rc)
+		return rc; /* the ring stays; the next recovery goes on from its mark */
+	if (rename(path, bad) != 0)
+		return -errno;
+	/* the new name durable before the mark goes: a power loss must not
+	 * bring back a ring-<id> with neither */
+	char dir[4600];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (slash) {
+		*slash = '\0';
+		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+	spool_write_del_mark(env, ring_id);
+	return 0;
+}
+
+int spool_stage_bad_outcome(struct spool_env *env, uint64_t ring_id, uint64_t *recovered,
+			    uint64_t *torn, int64_t *when_us)
+{
+	char key[64];
+	badring_key(key, sizeof(key), ring_id);
+	MDB_txn *txn;
+	int rc = spool_env_begin(env, true, &txn);
+	if (rc)
+		return rc;
+	MDB_val k = {strlen(key), key}, v;
+	rc = mdb_get(txn, env->dbi_meta, &k, &v);
+	if (rc == 0 && v.mv_size == BADRING_VALUE) {
+		*recovered = spool_get_le64(v.mv_data);
+		*torn = spool_get_le64((const unsigned char *)v.mv_data + 8);
+		*when_us = (int64_t)spool_get_le64((const unsigned char *)v.mv_data + 16);
+	} else if (rc == 0) {
+		rc = MDB_NOTFOUND;
+	}
+	mdb_txn_abort(txn);
+	spool_env_end(env);
+	return spool_map_mdb_error(rc);
+}
+
+int spool_stage_bad_forget(struct spool_env *env, uint64_t ring_id)
+{
+	char key[64];
+	badring_key(key, sizeof(key), ring_id);
+	return spool_write_del_meta(env, key);
+}
+
 static int recover_one(struct spool_env *env, const char *path, uint64_t *moved, uint64_t *found)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -665,8 +909,10 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved,
 	struct stat st;
 	int rc = 0;
 	void *m = MAP_FAILED;
-	if (fstat(fd, &st) != 0 || st.st_nlink == 0) {
-		close(fd); /* already recovered and removed by someone else */
+	struct stat named;
+	if (fstat(fd, &st) != 0 || st.st_nlink == 0 || stat(path, &named) != 0 ||
+	    named.st_ino != st.st_ino || named.st_dev != st.st_dev) {
+		close(fd); /* already recovered (removed, or renamed .bad) by someone else */
 		return 0;
 	}
 	(*found)++;
@@ -676,15 +922,12 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved,
 	if (!sh || memcmp(sh->magic, RING_MAGIC, 8) != 0 || sh->version != 1 ||
 	    sh->hdr_size != RING_HDR_SIZE || sh->data_size + RING_HDR_SIZE != (uint64_t)st.st_size ||
 	    sh->head < sh->tail || sh->head - sh->tail > sh->data_size) {
-		/* not a ring we can read: keep it aside for an operator, count it */
-		char bad[4600];
-		snprintf(bad, sizeof(bad), "%s.bad", path);
-		rename(path, bad);
-		spool_txn_add_torn(env, 1);
+		/* a header we cannot read: salvage what can be, then set it aside */
+		rc = salvage_ring(env, path, sh, (size_t)st.st_size, moved);
 		if (sh)
 			munmap(m, (size_t)st.st_size);
 		close(fd);
-		return 0;
+		return rc;
 	}
 	uint64_t mark = 0;
 	rc = spool_write_get_mark(env, sh->ring_id, &mark);

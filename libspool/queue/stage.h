@@ -27,8 +27,16 @@ int spool_stage_sync(struct spool_stage *st, double timeout_seconds, uint64_t *l
 /* NULL-safe.  forked: in a child, which frees its copy and touches nothing
  * of the parent's ring, thread or locks. */
 int spool_stage_destroy(struct spool_stage *st, bool forked);
-/* Moves the rings of dead processes into the queue. */
+/* Moves the rings of dead processes into the queue.  A ring whose header
+ * cannot be read is salvaged once and renamed rings/ring-<id>.bad (see
+ * stage.c). */
 int spool_stage_recover(struct spool_env *env, uint64_t *moved);
+/* What the salvage of ring <id> recorded: entries moved into the queue,
+ * entries counted as torn, when; SPOOL_ENOTFOUND if it recorded nothing. */
+int spool_stage_bad_outcome(struct spool_env *env, uint64_t ring_id, uint64_t *recovered,
+			    uint64_t *torn, int64_t *when_us);
+/* Deletes that record (once its .bad file is gone). */
+int spool_stage_bad_forget(struct spool_env *env, uint64_t ring_id);
 /* Entries and bytes staged and not yet in LMDB. */
 void spool_stage_outstanding(struct spool_stage *st, uint64_t *entries, uint64_t *bytes);
 

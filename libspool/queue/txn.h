@@ -21,17 +21,43 @@ struct spool_counters {
 	uint64_t dropped;
 	uint64_t corrupt;
 	uint64_t torn;
+	/* The spool's waiting-counts file (see txn.c): its id and its dropped
+	 * and torn totals already included above, as stored (`*_was`) and as a
+	 * store would write them after this load took in what it holds. */
+	uint64_t counts_id, counts_dropped, counts_torn;
+	uint64_t counts_id_was, counts_dropped_was, counts_torn_was;
+	uint64_t counts_took_dropped, counts_took_torn;
 };
 
+/* Loads the counters, with dropped and torn including what the
+ * waiting-counts file holds beyond them (so a read sees every count). */
 int spool_counters_load(struct spool_env *env, MDB_txn *txn, struct spool_counters *c);
+/* Stores them; what the load took from the waiting-counts file is kept
+ * only once that file is synced (otherwise it stays waiting there). */
 int spool_counters_store(struct spool_env *env, MDB_txn *txn, const struct spool_counters *c);
 /* Takes the stored record v off the pending figures. */
 void spool_counters_remove(struct spool_counters *c, const MDB_val *v);
 
-/* ---- counts waiting in the environment for the next write transaction ---- */
+/* ---- counts waiting for the next write transaction ----
+ *
+ * A record refused, or a torn ring entry found, outside a transaction that
+ * commits (a full disk fails the commit; a full ring refuses before any)
+ * is counted at once in the spool's `counts` file: totals that only grow,
+ * added under a lock on the file, readable by every process.  The counters
+ * in LMDB keep, with dropped and torn, how much of those totals they
+ * include; every load adds the rest, and every write transaction that
+ * commits stores it (the next one made by any process), syncing the file
+ * first, so that the totals on disk never fall below what LMDB took.  An
+ * add itself is not synced: a power loss can lose counts not yet taken
+ * (never an event).  Without that file (a spool created on a full disk or
+ * in a read-only directory) counts wait in the process instead, as the
+ * last resort, and the last release tries to store them. */
+/* Creates the spool's counts file when it is missing (spool_open() calls
+ * it, while the disk has room); best effort. */
+void spool_txn_counts_create(struct spool_env *env);
 void spool_txn_add_dropped(struct spool_env *env, uint64_t n);
 void spool_txn_add_torn(struct spool_env *env, uint64_t n);
-/* The counts waiting now (read inside a write transaction). */
+/* The counts waiting in this process now (read inside a write transaction). */
 void spool_txn_waiting(struct spool_env *env, uint64_t *dropped, uint64_t *torn);
 
 /* Records pending in `events`, as LMDB counts them. */

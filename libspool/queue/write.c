@@ -63,6 +63,19 @@ static int put_records(struct spool_env *env, MDB_txn *txn, MDB_cursor *cur,
 	return 0;
 }
 
+/* A transaction that failed: every request of the list gets `code`.  Its
+ * refused records cannot be counted in it; they count as waiting, which the
+ * next commit by any process stores (txn.h). */
+static void refuse_list(struct spool_env *env, struct spool_wreq *list, int code)
+{
+	for (struct spool_wreq *r = list; r; r = r->next) {
+		r->rc = code;
+		r->first_seq = 0;
+		if (r->count_refused)
+			spool_txn_add_dropped(env, r->n);
+	}
+}
+
 /* One write transaction for a list of append requests. */
 static void commit_list(struct spool_env *env, struct spool_wreq *list)
 {
@@ -70,8 +83,7 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 		MDB_txn *txn;
 		int rc = spool_env_begin(env, false, &txn);
 		if (rc) {
-			for (struct spool_wreq *r = list; r; r = r->next)
-				r->rc = rc;
+			refuse_list(env, list, rc);
 			return;
 		}
 		uint64_t dropped, torn;
@@ -140,11 +152,7 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 				continue;
 			rc = MDB_MAP_FULL;
 		}
-		int code = rc < -4095 || rc > 0 ? spool_env_commit_error(env, rc) : rc;
-		for (struct spool_wreq *r = list; r; r = r->next) {
-			r->rc = code;
-			r->first_seq = 0;
-		}
+		refuse_list(env, list, rc < -4095 || rc > 0 ? spool_env_commit_error(env, rc) : rc);
 		return;
 	}
 }

@@ -22,6 +22,9 @@ struct spool_wreq {
 	const unsigned char (*hdrs)[SPOOL_REC_HDR];
 	size_t n;
 	const struct spool_limits *lim;
+	/* the caller hands a refusal on to its own caller (not a flusher, whose
+	 * records stay staged): a failure counts the records as dropped */
+	bool count_refused;
 	/* exactly-once marker for staged rings: meta "spool.ring.<id>" = mark_no */
 	uint64_t ring_id;
 	uint64_t mark_no;

@@ -83,7 +83,14 @@ static void pack_str(msgpack_packer *pk, const char *s)
 
 static uint64_t id_counter;
 
+static void pack_event_sev(msgpack_sbuffer *sb, const char *text, int sev);
+
 static void pack_event(msgpack_sbuffer *sb, const char *text)
+{
+	pack_event_sev(sb, text, SPOOL_SEV_INFO);
+}
+
+static void pack_event_sev(msgpack_sbuffer *sb, const char *text, int sev)
 {
 	msgpack_packer pk;
 	msgpack_sbuffer_clear(sb);
@@ -100,7 +107,7 @@ static void pack_event(msgpack_sbuffer *sb, const char *text)
 	pack_str(&pk, "message");
 	pack_str(&pk, text);
 	pack_str(&pk, "severity");
-	pack_str(&pk, "info");
+	pack_str(&pk, spool_severity_name(sev));
 	pack_str(&pk, "client_event_id");
 	pack_str(&pk, id);
 	pack_str(&pk, "timestamp");
@@ -159,6 +166,23 @@ void th_fill(const char *spool, uint64_t first, uint64_t n, unsigned poison_ever
 	free(bufs);
 	msgpack_sbuffer_destroy(&sb);
 	ck_assert_int_eq(spool_close(s), 0);
+}
+
+void th_fill_sev(const char *spool, uint64_t first, uint64_t n, int (*sev_of)(uint64_t num))
+{
+	struct spool *s = open_sync(spool);
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	for (uint64_t num = first; num < first + n; num++) {
+		char text[64];
+		snprintf(text, sizeof(text), "msg %llu", (unsigned long long)num);
+		int sev = sev_of(num);
+		pack_event_sev(&sb, text, sev);
+		int rc = spool_append(s, sev, sb.data, sb.size);
+		ck_assert_msg(rc == 0, "append: %s", spool_strerror(rc));
+	}
+	msgpack_sbuffer_destroy(&sb);
+	spool_close(s);
 }
 
 void th_fill_text(const char *spool, const char *text)
@@ -353,6 +377,19 @@ void th_config(const struct th_dir *d, const char *endpoint, const char *extra)
 {
 	FILE *f = fopen(d->config, "w");
 	ck_assert_ptr_nonnull(f);
+	/* These tests check the protocol's outcomes event by event, in spool
+	 * order: one request at a time, of batch_size events, unless `extra`
+	 * says otherwise (the tests of the window and of growing batches do). */
+	long batch = 100;
+	const char *bs = extra ? strstr(extra, "batch_size:") : NULL;
+	while (bs && bs != extra && bs[-1] != '\n')
+		bs = strstr(bs + 1, "batch_size:");
+	if (bs)
+		batch = strtol(bs + strlen("batch_size:"), NULL, 10);
+	if (!extra || !strstr(extra, "max_in_flight"))
+		fprintf(f, "max_in_flight: 1\n");
+	if (!extra || !strstr(extra, "max_batch_size"))
+		fprintf(f, "max_batch_size: %ld\n", batch > 0 ? batch : 100);
 	/* `extra` may open the http: section again: its keys merge */
 	fprintf(f,
 	        "spool: %s\n"

@@ -27,6 +27,9 @@ void th_dir_remove(struct th_dir *d);
 /* Appends events "msg <first>" .. "msg <first+n-1>" in sync mode.  With
  * poison_every > 0, every poison_every-th message gets the word POISON. */
 void th_fill(const char *spool, uint64_t first, uint64_t n, unsigned poison_every);
+/* Like th_fill(), each event with the severity sev_of(its number) (in the
+ * spool's header and its "severity" field). */
+void th_fill_sev(const char *spool, uint64_t first, uint64_t n, int (*sev_of)(uint64_t num));
 /* One event with the given message text. */
 void th_fill_text(const char *spool, const char *text);
 struct spool_stats th_stats(const char *spool);

@@ -69,13 +69,17 @@ START_TEST(defaults_and_environment)
 	ck_assert_str_eq(c.spool, "/tmp/agent-test-config-spool");
 	ck_assert_int_eq(c.batch_size, 100);
 	ck_assert_int_eq(c.max_batch_bytes, 5242880);
-	ck_assert_int_eq(c.max_in_flight, 1);
+	ck_assert_int_eq(c.max_in_flight, 4);
+	ck_assert_int_eq(c.max_batch_size, 1000);
+	ck_assert_double_eq(c.bandwidth_limit, 0);
+	ck_assert_int_eq(c.nsend_windows, 0);
+	ck_assert(!c.replay_severity);
 	ck_assert_double_eq(c.flush_interval, 1.0);
 	ck_assert_double_eq(c.min_request_interval, 0.0);
 	ck_assert_double_eq(val(&c, "http.timeouts.connect_seconds")->number, 10);
 	ck_assert_double_eq(val(&c, "http.timeouts.request_seconds")->number, 30);
 	ck_assert(val(&c, "http.tls.verify")->set && val(&c, "http.tls.verify")->boolean);
-	ck_assert(val(&c, "http.gzip")->set && !val(&c, "http.gzip")->boolean);
+	ck_assert(val(&c, "http.gzip")->set && val(&c, "http.gzip")->boolean);
 	ck_assert(!val(&c, "http.tls.ca_file")->set);
 	ck_assert(!val(&c, "http.api_key_file")->set);
 	ck_assert(!val(&c, "http.headers")->set);
@@ -355,6 +359,23 @@ START_TEST(endpoint_normalisation)
 }
 END_TEST
 
+START_TEST(rates)
+{
+	char why[200];
+	ck_assert_double_eq(config_parse_rate("0", why, sizeof(why)), 0);
+	ck_assert_double_eq(config_parse_rate(NULL, why, sizeof(why)), 0);
+	ck_assert_double_eq(config_parse_rate("62500", why, sizeof(why)), 62500);
+	ck_assert_double_eq(config_parse_rate("500k", why, sizeof(why)), 500000);
+	ck_assert_double_eq(config_parse_rate("1.5M", why, sizeof(why)), 1500000);
+	static const char *const bad[] = {"", "k", "fast", "-1", "1e300", "10G", "5 k", "50", " 100", "nan"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		ck_assert_msg(config_parse_rate(bad[i], why, sizeof(why)) < 0, "'%s' accepted", bad[i]);
+		ck_assert_msg(why[0] != '\0', "no reason for '%s'", bad[i]);
+	}
+}
+END_TEST
+
 START_TEST(key_redaction)
 {
 	char buf[64];
@@ -514,6 +535,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, full_file);
 	tcase_add_test(tc, errors_name_file_line_column_key);
 	tcase_add_test(tc, endpoint_normalisation);
+	tcase_add_test(tc, rates);
 	tcase_add_test(tc, key_redaction);
 	tcase_add_test(tc, backoff_growth_cap_jitter);
 	tcase_add_test(tc, plugin_loader);

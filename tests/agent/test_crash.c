@@ -40,7 +40,8 @@ START_TEST(backlog_after_outage_drains_in_order)
 	th_fill(d.spool, 1, 1, 0);
 	FILE *f = fopen(d.config, "w");
 	fprintf(f,
-	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: 500\nflush_interval_seconds: 0.2\n"
+	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: 500\nmax_batch_size: 500\nmax_in_flight: 1\n"
+	        "flush_interval_seconds: 0.2\n"
 	        "retry:\n  initial_seconds: 0.05\n  max_seconds: 0.5\n",
 	        d.spool, rx.url);
 	fclose(f);
@@ -83,9 +84,9 @@ START_TEST(sigkill_during_sends_loses_nothing)
 	th_fill(d.spool, 1, N, 0);
 	FILE *f = fopen(d.config, "w");
 	fprintf(f,
-	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: %d\n"
+	        "spool: %s\nhttp:\n  endpoint: %s\nbatch_size: %d\nmax_batch_size: %d\nmax_in_flight: 1\n"
 	        "retry:\n  initial_seconds: 0.01\n  max_seconds: 0.1\n",
-	        d.spool, rx.url, BATCH);
+	        d.spool, rx.url, BATCH, BATCH);
 	fclose(f);
 	unsigned seed = (unsigned)getpid();
 	int killed_mid = 0;

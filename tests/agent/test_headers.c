@@ -87,12 +87,13 @@ START_TEST(protocol_and_extra_headers)
 	th_fill(d.spool, 1, 3, 0);
 	char url[64];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/api/v1/logs", s.port);
+	/* gzip is on unless the file turns it off */
 	th_config(&d, url,
 	          gz ? "http:\n  api_key: key-0123456789-LAST\n"
 	               "  headers:\n    X-Site: ship-7\n    X-Trace: \"a b\"\n"
-	               "  gzip: true\n"
 	             : "http:\n  api_key: key-0123456789-LAST\n"
-	               "  headers:\n    X-Site: ship-7\n    X-Trace: \"a b\"\n");
+	               "  headers:\n    X-Site: ship-7\n    X-Trace: \"a b\"\n"
+	               "  gzip: false\n");
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	rec_stop(&s);
 	ck_assert_int_eq(s.requests, 1);

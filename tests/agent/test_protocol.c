@@ -387,10 +387,44 @@ START_TEST(endpoint_forms_normalised)
 }
 END_TEST
 
-/* gzip on: compressed; a 415 to gzip: resent plain, and gzip stays off. */
+static int cmp_long(const void *a, const void *b)
+{
+	long x = *(const long *)a, y = *(const long *)b;
+	return (x > y) - (x < y);
+}
+
+/* Every event of 1..n stored exactly once, in any order (requests in
+ * flight may be answered out of order). */
+static void assert_delivered_once(const char *out, long n)
+{
+	long *msgs, *seqs;
+	size_t got = th_read_out(out, &msgs, &seqs);
+	ck_assert_int_eq((long)got, n);
+	qsort(msgs, got, sizeof(*msgs), cmp_long);
+	for (size_t i = 0; i < got; i++)
+		ck_assert_int_eq(msgs[i], (long)i + 1);
+	free(msgs);
+	free(seqs);
+}
+
+/* gzip is on by default and compresses every request; a 415 to a gzip
+ * body: resent plain, and gzip stays off (with one request in flight, one
+ * 415; with four, at most one per request started compressed); gzip:
+ * false sends plain.  The loop's cases: */
+static const struct {
+	const char *yaml;  /* beside batch_size and max_batch_size 20 */
+	bool refuse;	   /* receiver --no-gzip */
+	bool gzip;	   /* the agent compresses */
+} gzip_cases[] = {
+    {"max_in_flight: 1\n", false, true},
+    {"max_in_flight: 1\n", true, true},
+    {"http:\n  gzip: false\n", false, false},
+    {"http:\n  gzip: true\nmax_in_flight: 4\n", true, true},
+};
+
 START_TEST(gzip_and_415)
 {
-	bool refuse = _i == 1;
+	bool refuse = gzip_cases[_i].refuse, gzip = gzip_cases[_i].gzip;
 	struct th_dir d;
 	struct th_rx rx;
 	th_dir_make(&d, "gzip");
@@ -399,18 +433,31 @@ START_TEST(gzip_and_415)
 	else
 		th_rx_start(&rx, d.out, NULL);
 	th_fill(d.spool, 1, 60, 0);
-	th_config(&d, rx.url, "http:\n  gzip: true\nbatch_size: 20\n");
+	char yaml[200];
+	snprintf(yaml, sizeof(yaml), "batch_size: 20\nmax_batch_size: 20\n%s", gzip_cases[_i].yaml);
+	th_config(&d, rx.url, yaml);
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
-	assert_delivered_in_order(d.out, 60);
+	assert_delivered_once(d.out, 60);
+	ck_assert_int_eq(th_stats(d.spool).pending, 0);
 	json_t *st = th_rx_stats(&rx);
+	long requests = (long)json_integer_value(json_object_get(st, "requests"));
 	long gz = (long)json_integer_value(json_object_get(st, "gzip_requests"));
 	long s415 = (long)json_integer_value(json_object_get(json_object_get(st, "status"), "415"));
+	long in = (long)json_integer_value(json_object_get(st, "bytes_in"));
+	long inflated = (long)json_integer_value(json_object_get(st, "bytes_inflated"));
 	json_decref(st);
+	ck_assert_int_ge(requests, 3); /* batches of 20 */
 	if (refuse) {
-		ck_assert_int_eq(s415, 1); /* once: compression stays off afterwards */
+		long started_gzip = strstr(gzip_cases[_i].yaml, "max_in_flight: 1") ? 1 : 3;
+		ck_assert_msg(s415 >= 1 && s415 <= started_gzip, "%ld answers 415", s415);
+		ck_assert_int_eq(gz, 0);
 		ck_assert(th_file_has(d.log, "sending uncompressed"));
+	} else if (gzip) {
+		ck_assert_int_eq(gz, requests); /* every request compressed */
+		ck_assert_int_eq(s415, 0);
+		ck_assert_msg(in * 2 < inflated, "%ld bytes on the wire for %ld of JSON", in, inflated);
 	} else {
-		ck_assert_int_eq(gz, 3);
+		ck_assert_int_eq(gz, 0);
 		ck_assert_int_eq(s415, 0);
 	}
 	th_rx_stop(&rx);
@@ -620,7 +667,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, wrong_key_dead_letters_nothing, 0, 4);
 	tcase_add_test(tc, missing_endpoint_keeps_events);
 	tcase_add_loop_test(tc, endpoint_forms_normalised, 0, 6);
-	tcase_add_loop_test(tc, gzip_and_415, 0, 2);
+	tcase_add_loop_test(tc, gzip_and_415, 0, (int)(sizeof(gzip_cases) / sizeof(gzip_cases[0])));
 	tcase_add_loop_test(tc, lost_answer_resent_without_loss, 0, 2);
 	tcase_add_test(tc, min_request_interval_paces);
 	tcase_add_test(tc, corrupt_record_dead_lettered);

@@ -162,6 +162,7 @@ START_TEST(external_transport_failures_keep_events)
 	             "  path: %s\n"
 	             "  fail_every: 4\n"
 	             "batch_size: 10\n"
+	             "max_batch_size: 10\n"
 	             "max_in_flight: 2\n"
 	             "retry:\n"
 	             "  initial_seconds: 0.01\n"
@@ -347,7 +348,10 @@ START_TEST(help_config_lists_every_key)
 	assert_listed(out, "http.tls.verify", "true", NULL);
 	assert_listed(out, "http.timeouts.request_seconds", "30", NULL);
 	assert_listed(out, "file.path", NULL, NULL);
-	assert_listed(out, "max_in_flight", "1", NULL);
+	assert_listed(out, "max_in_flight", "4", "MASTER_LOG_MAX_IN_FLIGHT");
+	assert_listed(out, "max_batch_size", "1000", "MASTER_LOG_MAX_BATCH_SIZE");
+	assert_listed(out, "bandwidth_limit", "0", "MASTER_LOG_BANDWIDTH_LIMIT");
+	assert_listed(out, "replay_order", "fifo", "MASTER_LOG_REPLAY_ORDER");
 	assert_listed(out, "batch_size", "100", "MASTER_LOG_BATCH_SIZE");
 	assert_listed(out, "spool", NULL, "MASTER_LOG_SPOOL_DIR");
 	/* every key of the table */

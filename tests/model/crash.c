@@ -268,6 +268,11 @@ void op_kill(struct model *m)
 		       failed == MAX_ITEMS ? "open" : "call", fail_rc, spool_strerror(fail_rc));
 		model_note(m, "child %s failed: %s", failed == MAX_ITEMS ? "open" : "call",
 		           spool_strerror(fail_rc));
+		/* a refused append counts, though the child dies before any commit */
+		if (failed < (int)ni && !it[failed].settle) {
+			m->dropped_lo += it[failed].n;
+			m->dropped_hi += it[failed].n;
+		}
 	}
 	m->f_crashes++;
 	model_note(m, "%zu calls reported", reported);
@@ -297,9 +302,11 @@ void op_kill(struct model *m)
 		} else if (in_flight) {
 			if (it[i].settle)
 				settle_in_flight(m, &it[i]);
-			else
+			else {
 				for (size_t j = 0; j < it[i].n; j++)
 					model_ev(m, s->q[it[i].first + j])->state = EV_INFLIGHT;
+				m->dropped_hi += it[i].n; /* refused and counted, unreported */
+			}
 		}
 	}
 	m->torn_hi += m->dead_rings; /* the child's open may have recovered them */

@@ -120,9 +120,9 @@ void ops_handle_closed(struct model *m, int src, int rc)
 {
 	struct msrc *s = &m->src[src];
 	if (m->full && m->s == NULL) {
-		/* the process's last handle: counts not yet committed are stored
-		 * at release, which a full disk can refuse */
-		m->dropped_lo = 0;
+		/* the process's last handle: torn counts not yet committed are
+		 * stored at release, which a full disk can refuse (refusals wait
+		 * in the spool's counts file, which outlives the process) */
 		m->torn_lo = 0;
 	}
 	if (rc == 0) {
@@ -267,7 +267,9 @@ int ops_do_append(struct model *m, size_t n, const int *sev, const uint32_t *pad
 	}
 	MCHECK(m, m->full && ops_full_error(rc), "append of n=%" PRIu64 "..: %d (%s), want %d (%s)",
 	       first_n, rc, spool_strerror(rc), want, spool_strerror(want));
-	m->dropped_hi += n; /* a staged append that found no room counts as dropped */
+	/* every refusal counts (on a full disk too, in the spool's counts file) */
+	m->dropped_lo += n;
+	m->dropped_hi += n;
 	return rc;
 }
 

@@ -3,7 +3,8 @@
  *   powerloss-harness --shim SO --workload EXE --modes LIST [--events N]
  *                     [--runs R] [--images I] [--seed S] [--sector BYTES]
  *                     [--allow-creation-window] [--verbose]
- *   powerloss-harness --from RUNDIR --modes M --only-image SEED   (replay one)
+ *   powerloss-harness ... --creation OPS --seeds S [--garbage-new]
+ *   powerloss-harness --from RUNDIR --modes M --only-image SEED [--op K]   (replay one)
  *
  * For each mode of LIST (sync, commit, buffered, raw-default,
  * raw-nometasync, raw-nosync; a trailing '!' marks a control that must show
@@ -13,13 +14,20 @@
  * write made durable before N is in it; every other write issued before N
  * is kept, dropped or torn (a prefix, or a random subset, of its sectors:
  * 4 KiB unless --sector says otherwise), each at random, applied in log
- * order.  Commit-mode ring files,
+ * order.  With --garbage-new, a sector left unwritten that no durable write
+ * ever reached (a new file's never-synced sectors) reads back as zeros or,
+ * half the time, as garbage, as a disk may return it.
+ * With --creation OPS the crash points are instead every one of the first
+ * OPS file operations (writes, truncations, syncs) of the run, each taken
+ * by S (--seeds) images: a power loss during a new spool's creation, the
+ * operation at the crash point issued but not completed.  Commit-mode ring files,
  * written through a shared mapping that nothing syncs, are taken from the
  * shim's last copy before N and each is left out, zeroed, filled with
  * garbage, kept, or kept page by page (the rest zeroed).  A child process
- * opens the image with the library (or LMDB, for the raw modes), reads
- * every event, writes a probe event, and walks every LMDB database,
- * freelist included.  An image is clean when all of that works and nothing
+ * opens the image with the library in the run's mode (or LMDB, for the raw
+ * modes), reads every event, writes a probe event, reads it back and
+ * acknowledges it (spool_settle), and walks every LMDB database, freelist
+ * included.  An image is clean when all of that works and nothing
  * is undecodable; an event is lost when it was promised before N (and no
  * acknowledgement of it had begun) and is not in the image.
  *
@@ -89,6 +97,8 @@ struct run {
 	size_t nw, capw;
 	struct point *p;
 	size_t np, capp;
+	uint64_t *ops; /* log sequence of every write, truncation and sync */
+	size_t nops, capops;
 	struct ringset *rs;
 	size_t nrs, caprs;
 	struct ring *rings;
@@ -113,6 +123,8 @@ struct run {
 	} while (0)
 
 static bool g_verbose;
+/* --garbage-new: see fb_unwritten_sector() */
+static bool g_garbage_new;
 /* --allow-creation-window: failures of images whose crash point comes before
  * the first completed sync (the environment's creation: LMDB writes both
  * meta pages with no sync of their own, and a torn pair never opens again)
@@ -172,6 +184,7 @@ static int load_log(struct run *r, const char *path)
 			struct wrec w = {h.seq, h.file, (h.aux & PL_DSYNC) != 0, false, h.off,
 			                 h.len, pay};
 			PUSH(r->w, r->nw, r->capw, w);
+			PUSH(r->ops, r->nops, r->capops, h.seq);
 			if (w.dsync) {
 				struct point p = {h.seq, PL_WRITE, h.file, 0};
 				PUSH(r->p, r->np, r->capp, p);
@@ -181,12 +194,15 @@ static int load_log(struct run *r, const char *path)
 		case PL_TRUNC: {
 			struct wrec w = {h.seq, h.file, false, true, h.off, 0, NULL};
 			PUSH(r->w, r->nw, r->capw, w);
+			PUSH(r->ops, r->nops, r->capops, h.seq);
 			break;
 		}
 		case PL_SYNC:
 		case PL_MARK: {
 			struct point p = {h.seq, h.type, h.file, h.aux};
 			PUSH(r->p, r->np, r->capp, p);
+			if (h.type == PL_SYNC)
+				PUSH(r->ops, r->nops, r->capops, h.seq);
 			break;
 		}
 		case PL_RINGSET: {
@@ -243,6 +259,7 @@ static void free_run(struct run *r)
 		free(r->files[i]);
 	free(r->w);
 	free(r->p);
+	free(r->ops);
 	free(r->rs);
 	free(r->rings);
 	free(r->prom);
@@ -326,13 +343,38 @@ static int mkparents(const char *path)
 	return 0;
 }
 
-/* Builds, in img (empty), the disk after a power loss at crash point N. */
-static int build_image(const struct run *r, size_t N, struct rng *g, const char *img, bool rings,
-                       struct image_stats *is)
+/* --garbage-new: the part of write w in sector `sec`, not written, reads
+ * back as garbage half the time when no durable write ever reached that far
+ * into the file (a never-synced sector of a new file holds whatever the
+ * disk had there); else it stays as it was (zeros, in a new file). */
+static void fb_unwritten_sector(struct fbuf *f, const struct wrec *w, uint64_t sec,
+                                uint64_t durable_end, struct rng *g)
 {
-	uint64_t limit = N < r->np ? r->p[N].seq : UINT64_MAX;
-	uint64_t synced[MAX_FILES] = {0};
-	for (size_t i = 0; i < N && i < r->np; i++)
+	if (!g_garbage_new || (sec + 1) * SECTOR <= durable_end || rnd(g) % 2)
+		return;
+	uint64_t lo = sec * SECTOR, hi = lo + SECTOR;
+	if (lo < w->off)
+		lo = w->off;
+	if (hi > w->off + w->len)
+		hi = w->off + w->len;
+	unsigned char junk[65536];
+	for (uint64_t at = lo; at < hi;) {
+		size_t n = hi - at < sizeof(junk) ? (size_t)(hi - at) : sizeof(junk);
+		for (size_t j = 0; j < n; j++)
+			junk[j] = (unsigned char)rnd(g);
+		fb_apply(f, at, junk, n);
+		at += n;
+	}
+}
+
+/* Builds, in img (empty), the disk after a power loss at log sequence
+ * `limit`: the record there (a write, a sync, a workload mark) was issued
+ * but had not completed. */
+static int build_image(const struct run *r, uint64_t limit, struct rng *g, const char *img,
+                       bool rings, struct image_stats *is)
+{
+	uint64_t synced[MAX_FILES] = {0}, durable_end[MAX_FILES] = {0};
+	for (size_t i = 0; i < r->np && r->p[i].seq < limit; i++)
 		if (r->p[i].type == PL_SYNC && r->p[i].file < MAX_FILES &&
 		    r->p[i].start > synced[r->p[i].file])
 			synced[r->p[i].file] = r->p[i].start;
@@ -357,6 +399,8 @@ static int build_image(const struct run *r, size_t N, struct rng *g, const char 
 		bool durable = (w->dsync && w->seq < limit) || w->seq < synced[w->file];
 		if (durable) {
 			fb_apply(f, w->off, w->data, w->len);
+			if (w->off + w->len > durable_end[w->file])
+				durable_end[w->file] = w->off + w->len;
 			continue;
 		}
 		is->unsynced++;
@@ -370,16 +414,17 @@ static int build_image(const struct run *r, size_t N, struct rng *g, const char 
 			fb_apply(f, w->off, w->data, w->len);
 		} else if (choice == 1) {
 			is->dropped++;
+			for (uint64_t s = first; s <= last; s++)
+				fb_unwritten_sector(f, w, s, durable_end[w->file], g);
 		} else {
 			is->torn++;
-			if (rnd(g) % 2) {
-				uint64_t k = 1 + rnd(g) % (nsec - 1); /* a prefix of k sectors */
-				for (uint64_t s = first; s < first + k; s++)
+			bool prefix = rnd(g) % 2;
+			uint64_t k = prefix ? 1 + rnd(g) % (nsec - 1) : 0; /* a prefix of k sectors */
+			for (uint64_t s = first; s <= last; s++) {
+				if (prefix ? s < first + k : rnd(g) % 2) /* or any subset */
 					fb_apply_sector(f, w, s);
-			} else {
-				for (uint64_t s = first; s <= last; s++) /* any subset */
-					if (rnd(g) % 2)
-						fb_apply_sector(f, w, s);
+				else
+					fb_unwritten_sector(f, w, s, durable_end[w->file], g);
 			}
 		}
 	}
@@ -436,6 +481,7 @@ struct verdict {
 	uint64_t rings;     /* ring files in the image */
 	uint64_t rings_bad; /* of those, set aside as unreadable by the recovery */
 	uint64_t torn;      /* the spool's torn_total after open */
+	uint64_t set_aside; /* data.mdb.unfinished-* files after open (a creation redone) */
 	char why[240];
 };
 
@@ -592,15 +638,27 @@ static uint64_t count_files(const char *dir, const char *suffix)
 	return n;
 }
 
-static void check_spool(const struct run *r, const char *img, unsigned char *seen,
-                        struct verdict *v)
+static uint64_t count_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	uint64_t n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, prefix, strlen(prefix)) == 0;
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static void check_spool(const struct run *r, const char *img, enum spool_durability mode,
+                        unsigned char *seen, struct verdict *v)
 {
 	char rings[400];
 	snprintf(rings, sizeof(rings), "%s/rings", img);
 	v->rings = count_files(rings, "");
 	struct spool_options o;
 	spool_options_init(&o);
-	o.durability = SPOOL_SYNC;
+	o.durability = mode;
 	struct spool *s;
 	char err[512] = "";
 	int rc = spool_open(img, &o, &s, err, sizeof(err));
@@ -651,8 +709,11 @@ static void check_spool(const struct run *r, const char *img, unsigned char *see
 		msgpack_pack_bin_body(&pk, pad, sizeof(pad));
 		rc = spool_append(s, SPOOL_SEV_INFO, sb.data, sb.size);
 		msgpack_sbuffer_destroy(&sb);
+		uint64_t probe_seq = 0;
 		if (rc)
 			vfail(v, "%s: %d", "probe append", rc);
+		else if ((rc = spool_sync(s, 10, NULL)) != 0)
+			vfail(v, "%s: %d", "probe sync", rc);
 		else if ((rc = spool_read_batch(s, st.next_seq - 1, 0, 0, &b)) != 0)
 			vfail(v, "%s: %d", "probe read", rc);
 		else {
@@ -663,24 +724,42 @@ static void check_spool(const struct run *r, const char *img, unsigned char *see
 			    n != PROBE_N)
 				vfail(v, "%s: read back %d records", "probe",
 				      (int)spool_batch_count(b));
+			else
+				probe_seq = spool_batch_records(b)[0].seq;
 			spool_batch_release(b);
 		}
+		/* and settle it: the spool is back to what the crash left */
+		uint64_t settled = 0;
+		struct spool_stats after;
+		if (probe_seq && (rc = spool_settle(s, &probe_seq, 1, NULL, 0, &settled)) != 0)
+			vfail(v, "%s: %d", "probe settle", rc);
+		else if (probe_seq && settled != 1)
+			vfail(v, "%s: settled %d", "probe settle", (int)settled);
+		else if (probe_seq && ((rc = spool_stats(s, &after)) != 0 ||
+		                       after.pending != st.pending || after.acked_total != st.acked_total + 1))
+			vfail(v, "%s: %d pending after, %d before", "probe settle",
+			      (int)after.pending, (int)st.pending);
 	}
 	rc = spool_close(s);
 	if (rc)
 		vfail(v, "%s: %d", "spool_close", rc);
+	v->set_aside = count_prefix(img, "data.mdb.unfinished-");
 	walk_lmdb(r, img, false, seen, v);
 }
 
-static void check_image(const struct run *r, const char *img, bool raw, size_t N, struct verdict *v)
+static void check_image(const struct run *r, const char *img, const char *mode, size_t N,
+                        struct verdict *v)
 {
 	unsigned char *seen = calloc(r->nevents + 1, 1);
 	if (!seen)
 		abort();
-	if (raw)
+	enum spool_durability d = SPOOL_SYNC;
+	if (strncmp(mode, "raw-", 4) == 0)
 		walk_lmdb(r, img, true, seen, v);
+	else if (spool_durability_parse(mode, &d) == 0)
+		check_spool(r, img, d, seen, v);
 	else
-		check_spool(r, img, seen, v);
+		vfail(v, "%s: unknown mode", mode);
 	if (v->open_rc == 0) {
 		for (uint64_t n = 1; n <= r->nevents; n++) {
 			bool req = r->prom[n] <= N && !(r->ack[n] <= N);
@@ -720,6 +799,7 @@ struct tally {
 	bool control;
 	uint64_t images, clean, corrupt, open_fail, lossy, lost, required, dup, unsynced;
 	uint64_t extra, ring_imgs, rings_bad, torn;
+	uint64_t set_aside; /* images whose unfinished data.mdb the open set aside */
 	uint64_t checker_crashed; /* checks that died by a signal */
 	uint64_t creation_bad; /* failed images whose crash point precedes every sync */
 	double seconds;
@@ -730,13 +810,25 @@ static bool is_raw(const char *mode)
 	return strncmp(mode, "raw-", 4) == 0;
 }
 
-/* One image: build, check in a child, tally.  Returns true if it failed
- * (an allowed creation-window failure does not count). */
+/* One image: build, check in a child, tally.  The crash point is file
+ * operation `op` of the log when op >= 0, else a crash point drawn from the
+ * image seed.  Returns true if it failed (an allowed creation-window failure
+ * does not count). */
 static bool one_image(const struct run *r, const char *mode, uint64_t run_seed, uint64_t image_seed,
-                      struct tally *t, bool keep)
+                      long op, struct tally *t, bool keep)
 {
 	struct rng g = {image_seed};
-	size_t N = (size_t)(rnd(&g) % (r->np + 1));
+	size_t N;
+	uint64_t limit;
+	if (op >= 0) {
+		/* promises count by crash points: those logged before the operation */
+		limit = (size_t)op < r->nops ? r->ops[op] : UINT64_MAX;
+		for (N = 0; N < r->np && r->p[N].seq < limit; N++)
+			;
+	} else {
+		N = (size_t)(rnd(&g) % (r->np + 1));
+		limit = N < r->np ? r->p[N].seq : UINT64_MAX;
+	}
 	char img[300];
 	snprintf(img, sizeof(img), "%s/img-%016" PRIx64, r->dir, image_seed);
 	rm_rf(img);
@@ -745,7 +837,7 @@ static bool one_image(const struct run *r, const char *mode, uint64_t run_seed, 
 		exit(2);
 	}
 	struct image_stats is;
-	if (build_image(r, N, &g, img, !is_raw(mode), &is) != 0) {
+	if (build_image(r, limit, &g, img, !is_raw(mode), &is) != 0) {
 		fprintf(stderr, "powerloss-harness: cannot build %s\n", img);
 		exit(2);
 	}
@@ -765,7 +857,7 @@ static bool one_image(const struct run *r, const char *mode, uint64_t run_seed, 
 		}
 		struct verdict v;
 		memset(&v, 0, sizeof(v));
-		check_image(r, img, is_raw(mode), N, &v);
+		check_image(r, img, mode, N, &v);
 		ssize_t w = write(pfd[1], &v, sizeof(v));
 		_exit(w == (ssize_t)sizeof(v) ? 0 : 3);
 	}
@@ -813,13 +905,17 @@ static bool one_image(const struct run *r, const char *mode, uint64_t run_seed, 
 	t->ring_imgs += v.rings > 0;
 	t->rings_bad += v.rings_bad;
 	t->torn += v.torn;
+	t->set_aside += v.set_aside;
+	char opname[40] = "";
+	if (op >= 0)
+		snprintf(opname, sizeof(opname), " op %ld", op);
 	if ((bad && (!t->control || g_verbose)) || keep)
 		printf("  %s run-seed %" PRIu64 " image-seed 0x%016" PRIx64
-		       ": crash point %zu/%zu, %" PRIu64 " unsynced writes (%" PRIu64
+		       "%s: crash point %zu/%zu, %" PRIu64 " unsynced writes (%" PRIu64
 		       " kept, %" PRIu64 " dropped, %" PRIu64 " torn): open %d%s%s, %" PRIu64
 		       " of %" PRIu64 " promised lost, %" PRIu64 " present, %" PRIu64 " dup\n",
-		       mode, run_seed, image_seed, N, r->np, is.unsynced, is.kept, is.dropped,
-		       is.torn, v.open_rc, v.corrupt ? ", corrupt: " : "",
+		       mode, run_seed, image_seed, opname, N, r->np, is.unsynced, is.kept, is.dropped,
+		       is.torn, v.open_rc, v.corrupt ? ", corrupt: " : v.open_rc ? ": " : "",
 		       v.corrupt || v.open_rc ? v.why : "", v.lost, v.required, v.present, v.dup);
 	if (!keep)
 		rm_rf(img);
@@ -873,6 +969,22 @@ static int load_run(struct run *r, const char *dir, uint64_t events)
 	return load_promises(r, path, events);
 }
 
+/* The number of file operations up to and including the first sync of the
+ * spool's `created` mark (SIZE_MAX if it never happened). */
+static size_t creation_ops(const struct run *r)
+{
+	for (size_t i = 0; i < r->np; i++) {
+		uint32_t f = r->p[i].file;
+		if (r->p[i].type != PL_SYNC || f >= MAX_FILES || !r->files[f] ||
+		    strcmp(r->files[f], "created") != 0)
+			continue;
+		for (size_t k = 0; k < r->nops; k++)
+			if (r->ops[k] == r->p[i].seq)
+				return k + 1;
+	}
+	return SIZE_MAX;
+}
+
 static double now_s(void)
 {
 	struct timespec ts;
@@ -885,9 +997,9 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: powerloss-harness --shim SO --workload EXE --modes m1,m2,ctl! "
 	        "[--events N] [--runs R] [--images I] [--seed S] [--sector BYTES] [--verbose]\n"
-	        "       [--allow-creation-window]\n"
+	        "       [--allow-creation-window] [--garbage-new] [--creation OPS --seeds S]\n"
 	        "       powerloss-harness --from RUNDIR --modes M --events N "
-	        "--only-image SEED\n");
+	        "--only-image SEED [--op K] [--garbage-new]\n");
 	exit(2);
 }
 
@@ -896,6 +1008,8 @@ int main(int argc, char **argv)
 	const char *shim = NULL, *workload = NULL, *from = NULL;
 	char modes[256] = "sync,commit,buffered";
 	uint64_t events = 150, runs = 2, images = 100, seed = 1, only = 0;
+	uint64_t creation = 0, seeds = 30; /* --creation, --seeds */
+	long op = -1;                      /* --op: the crash point of a replayed creation image */
 	bool have_only = false;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -906,6 +1020,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(a, "--allow-creation-window") == 0) {
 			g_allow_creation = true;
+			continue;
+		}
+		if (strcmp(a, "--garbage-new") == 0) {
+			g_garbage_new = true;
 			continue;
 		}
 		if (!val)
@@ -929,6 +1047,12 @@ int main(int argc, char **argv)
 			SECTOR = strtoull(val, NULL, 0);
 		else if (strcmp(a, "--seed") == 0)
 			seed = strtoull(val, NULL, 0);
+		else if (strcmp(a, "--creation") == 0)
+			creation = strtoull(val, NULL, 0);
+		else if (strcmp(a, "--seeds") == 0)
+			seeds = strtoull(val, NULL, 0);
+		else if (strcmp(a, "--op") == 0)
+			op = strtol(val, NULL, 0);
 		else if (strcmp(a, "--only-image") == 0) {
 			only = strtoull(val, NULL, 0);
 			have_only = true;
@@ -948,13 +1072,14 @@ int main(int argc, char **argv)
 		struct tally t = {.mode = modes, .control = bang != NULL};
 		if (bang)
 			*bang = '\0';
-		bool bad = one_image(&r, modes, 0, only, &t, true);
+		bool bad = one_image(&r, modes, 0, only, op, &t, true);
 		free_run(&r);
 		return bad ? 1 : 0;
 	}
 	if (SECTOR < 512 || (SECTOR & (SECTOR - 1)))
 		usage();
-	if (!shim || !workload || runs == 0 || images < runs || events < 10)
+	if (!shim || !workload || runs == 0 || (!creation && images < runs) || events < 10 ||
+	    (creation && seeds == 0))
 		usage();
 	struct tally tallies[16];
 	int ntally = 0;
@@ -972,7 +1097,15 @@ int main(int argc, char **argv)
 		uint64_t done = 0;
 		for (uint64_t ri = 0; ri < runs; ri++) {
 			uint64_t run_seed = seed * 1000 + ri;
-			char dir[] = "/tmp/powerloss-XXXXXX";
+			/* under $TMPDIR, else /tmp: the images are simulated, so a
+			 * tmpfs only makes the checks faster */
+			const char *tmp = getenv("TMPDIR");
+			char dir[160];
+			if (snprintf(dir, sizeof(dir), "%s/powerloss-XXXXXX",
+			             tmp && *tmp ? tmp : "/tmp") >= (int)sizeof(dir)) {
+				fprintf(stderr, "powerloss-harness: TMPDIR too long\n");
+				return 2;
+			}
 			if (!mkdtemp(dir)) {
 				perror("mkdtemp");
 				return 2;
@@ -984,18 +1117,35 @@ int main(int argc, char **argv)
 				fprintf(stderr, "  (run directory kept: %s)\n", dir);
 				return 2;
 			}
-			uint64_t n = (images - done) / (runs - ri);
 			bool any_bad = false;
-			for (uint64_t k = 0; k < n; k++) {
-				uint64_t image_seed = mix64(run_seed * 0x100000001b3ull + k);
-				any_bad |= one_image(&r, m, run_seed, image_seed, t, false);
+			if (creation && creation_ops(&r) >= creation) {
+				printf("FAIL: %s: the spool's creation (up to the sync of its `created` "
+				       "mark) took %zu file operations: --creation %" PRIu64
+				       " does not reach past it\n",
+				       m, creation_ops(&r), creation);
+				failed = 1;
 			}
-			done += n;
+			if (creation) {
+				/* every one of the first `creation` operations, `seeds` images each */
+				for (uint64_t k = 0; k < creation * seeds; k++) {
+					uint64_t image_seed = mix64(run_seed * 0x100000001b3ull + k);
+					any_bad |= one_image(&r, m, run_seed, image_seed,
+					                     (long)(k / seeds), t, false);
+				}
+			} else {
+				uint64_t n = (images - done) / (runs - ri);
+				for (uint64_t k = 0; k < n; k++) {
+					uint64_t image_seed = mix64(run_seed * 0x100000001b3ull + k);
+					any_bad |= one_image(&r, m, run_seed, image_seed, -1, t, false);
+				}
+				done += n;
+			}
 			if (any_bad && !t->control) {
 				printf(
 				    "  run directory kept for replay: %s (powerloss-harness --from "
-				    "%s --modes %s --events %" PRIu64 " --only-image SEED)\n",
-				    dir, dir, m, events);
+				    "%s --modes %s --events %" PRIu64 "%s --only-image SEED%s)\n",
+				    dir, dir, m, events, g_garbage_new ? " --garbage-new" : "",
+				    creation ? " --op OP" : "");
 			} else {
 				rm_rf(dir);
 			}
@@ -1003,25 +1153,31 @@ int main(int argc, char **argv)
 		}
 		t->seconds = now_s() - t0;
 	}
-	printf("\n%-26s %7s %7s %8s %8s %10s %11s %9s %5s %8s %7s %9s %8s %6s %7s\n", "mode",
+	if (creation)
+		printf("\ncrash points: each of the first %" PRIu64 " file operations of %" PRIu64
+		       " run(s) per mode, %" PRIu64 " images each%s\n",
+		       creation, runs, seeds,
+		       g_garbage_new ? "; never-synced sectors zero or garbage" : "");
+	printf("\n%-26s %7s %7s %8s %8s %10s %11s %9s %5s %8s %7s %9s %8s %6s %9s %7s\n", "mode",
 	       "images", "clean", "corrupt", "no-open", "lossy-img", "events-lost", "promised",
-	       "dups", "unsynced", "extra", "ring-imgs", "ring-bad", "torn", "seconds");
+	       "dups", "unsynced", "extra", "ring-imgs", "ring-bad", "torn", "set-aside", "seconds");
 	for (int i = 0; i < ntally; i++) {
 		struct tally *t = &tallies[i];
 		char name[32];
 		snprintf(name, sizeof(name), "%s%s", t->mode, t->control ? " (control)" : "");
 		printf("%-26s %7" PRIu64 " %7" PRIu64 " %8" PRIu64 " %8" PRIu64 " %10" PRIu64
 		       " %11" PRIu64 " %9" PRIu64 " %5" PRIu64 " %8" PRIu64 " %7" PRIu64
-		       " %9" PRIu64 " %8" PRIu64 " %6" PRIu64 " %7.1f\n",
+		       " %9" PRIu64 " %8" PRIu64 " %6" PRIu64 " %9" PRIu64 " %7.1f\n",
 		       name, t->images, t->clean, t->corrupt, t->open_fail, t->lossy, t->lost,
 		       t->required, t->dup, t->unsynced, t->extra, t->ring_imgs, t->rings_bad,
-		       t->torn, t->seconds);
+		       t->torn, t->set_aside, t->seconds);
 		/* the line tests/soak/run.sh collects; crashes: checks of an
 		 * image that died by a signal */
-		printf("FIGURES scenario=powerloss-%s%s rounds=%" PRIu64 " events=%" PRIu64
+		printf("FIGURES scenario=powerloss-%s%s%s rounds=%" PRIu64 " events=%" PRIu64
 		       " lost=%" PRIu64 " duplicates=%" PRIu64 " crashes=%" PRIu64 " corrupt=%" PRIu64
 		       " no_open=%" PRIu64 " lossy_images=%" PRIu64 "\n",
-		       t->mode, t->control ? "-control" : "", t->images, t->required, t->lost, t->dup,
+		       creation ? "creation-" : "", t->mode, t->control ? "-control" : "", t->images,
+		       t->required, t->lost, t->dup,
 		       t->checker_crashed, t->corrupt, t->open_fail, t->lossy);
 		bool bad = t->corrupt || t->lossy;
 		if (t->creation_bad && !t->control)
@@ -1051,6 +1207,8 @@ int main(int argc, char **argv)
 	       "unsynced: writes kept/dropped/torn at random, summed; extra: events found though "
 	       "not yet promised;\n"
 	       "ring-imgs: images holding a commit ring; ring-bad: rings the recovery set aside; "
-	       "torn: the spool's torn_total, summed\n");
+	       "torn: the spool's torn_total, summed;\n"
+	       "set-aside: images whose unfinished data.mdb the open set aside "
+	       "(data.mdb.unfinished-*) before creating the spool anew\n");
 	return failed;
 }

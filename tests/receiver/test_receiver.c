@@ -17,6 +17,7 @@ int main(void)
 	suite_add_tcase(s, robust_tcase());
 	suite_add_tcase(s, jscan_tcase());
 	suite_add_tcase(s, tls_tcase());
+	suite_add_tcase(s, figures_tcase());
 	int rc = tc_run(s);
 	curl_global_cleanup();
 	return rc;

@@ -9,5 +9,6 @@ TCase *faults_tcase(void); /* test_faults.c: the fault-injection flags */
 TCase *robust_tcase(void); /* test_robust.c: bad requests, limits, life */
 TCase *jscan_tcase(void);  /* test_jscan.c: the JSON scanner vs jansson */
 TCase *tls_tcase(void);	   /* test_tls.c: HTTPS with --tls-cert/--tls-key */
+TCase *figures_tcase(void); /* test_figures.c: open requests, wire bytes */
 
 #endif

@@ -337,7 +337,13 @@ static void write_agent_config(const struct run *w)
 	        "  timeouts:\n"
 	        "    connect_seconds: 5\n"
 	        "    request_seconds: 20\n"
+	        /* one request at a time, of batch_size events: the checks below
+	         * hold the server's arrival order to the spool's, and bound the
+	         * duplicates by batch_size per kill (agent-link-crash covers a
+	         * window of 4) */
 	        "batch_size: %d\n"
+	        "max_batch_size: %d\n"
+	        "max_in_flight: 1\n"
 	        "flush_interval_seconds: 0.1\n"
 	        "recover_interval_seconds: 0.5\n"
 	        "meta_interval_seconds: 0.5\n"
@@ -346,7 +352,7 @@ static void write_agent_config(const struct run *w)
 	        "  max_seconds: 0.2\n"
 	        "log:\n"
 	        "  level: info\n",
-	        w->d.spool, w->rx.url, w->sc->batch_size);
+	        w->d.spool, w->rx.url, w->sc->batch_size, w->sc->batch_size);
 	fclose(f);
 }
 

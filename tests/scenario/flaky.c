@@ -336,12 +336,13 @@ static void write_config(const struct th_dir *d, const char *url, long batch,
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
 	        "spool: %s\nhttp:\n  endpoint: %s\n  timeouts:\n    connect_seconds: 5\n"
-	        "    request_seconds: 10\nbatch_size: %ld\nflush_interval_seconds: 0.2\n"
+	        "    request_seconds: 10\nbatch_size: %ld\nmax_batch_size: %ld\nmax_in_flight: 1\n"
+	        "flush_interval_seconds: 0.2\n"
 	        "meta_interval_seconds: 0.1\n"
 	        "retry:\n  initial_seconds: %g\n  multiplier: %g\n  max_seconds: %g\n  jitter: %s\n"
 	        "  auth_seconds: 30\n"
 	        "log:\n  level: info\n",
-	        d->spool, url, batch, po->initial, po->multiplier, po->max,
+	        d->spool, url, batch, batch, po->initial, po->multiplier, po->max,
 	        po->jitter ? "true" : "false");
 	fclose(f);
 }

@@ -1135,15 +1135,21 @@ START_TEST(test_open_unwritable)
 }
 END_TEST
 
-/* A data file that is not an LMDB file: SPOOL_ECORRUPT naming the path, and
- * the file is not overwritten. */
+/* A data file that is not an LMDB file, in a spool marked created (one that
+ * may have promised events): SPOOL_ECORRUPT naming the path, and the file is
+ * not overwritten.  (Without the mark the file is set aside and the spool
+ * created anew: tests/spoolctl/test_setaside.c.) */
 START_TEST(test_open_garbage)
 {
-	char path[PATH_MAX], data[PATH_MAX];
+	char path[PATH_MAX], data[PATH_MAX], mark[PATH_MAX];
 	tu_join(path, sizeof(path), g_dir, "spool");
 	ck_assert_int_eq(mkdir(path, 0700), 0);
+	tu_join(mark, sizeof(mark), path, "created");
+	int fd = open(mark, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
 	tu_join(data, sizeof(data), path, "data.mdb");
-	int fd = open(data, O_CREAT | O_WRONLY, 0600);
+	fd = open(data, O_CREAT | O_WRONLY, 0600);
 	ck_assert_int_ge(fd, 0);
 	char junk[8192];
 	for (size_t i = 0; i < sizeof(junk); i++)

@@ -184,6 +184,116 @@ START_TEST(test_enospc)
 }
 END_TEST
 
+/* What a producer saw on a full disk (sent to the test over a pipe). */
+struct refusals {
+	uint64_t ok;      /* appends that returned 0 */
+	uint64_t refused; /* appends that did not */
+	uint64_t enospc;  /* of them, -ENOSPC */
+	uint64_t seen;    /* dropped_total in the producer's own spool_stats() */
+	int stats_rc;
+};
+
+/* Every record a full disk refuses counts in dropped_total: seen at once by
+ * the producer and by any other process, and kept exactly once by the next
+ * commits.  The producer fills a 2 MiB tmpfs, is refused 5 times, and is
+ * killed without closing, so nothing of it can store the count later (sync
+ * mode: the refusals are -ENOSPC; commit and buffered: the ring cannot move
+ * and fills). */
+START_TEST(test_enospc_refusals_counted)
+{
+	enum spool_durability mode = tu_modes[_i];
+	char mnt[PATH_MAX], filler[PATH_MAX], path[PATH_MAX];
+	tu_join(mnt, sizeof(mnt), g_dir, "mnt");
+	ck_assert_int_eq(mkdir(mnt, 0700), 0);
+	if (tu_private_tmpfs(mnt, "size=2m") != 0)
+		return;
+	tu_join(filler, sizeof(filler), mnt, "filler");
+	tu_join(path, sizeof(path), mnt, "spool");
+	write_filler(filler, 768 * 1024);
+
+	struct spool_options o;
+	tu_opts(&o, mode);
+	o.initial_map_bytes = 256 * 1024;
+	o.ring_bytes = 128 * 1024;
+	o.full_policy = SPOOL_FULL_DROP;
+	o.full_timeout_seconds = 0.05;
+	o.flush_batch = 16;
+	o.flush_interval_seconds = 0.05;
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t child = tu_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		close(pfd[0]);
+		struct spool *c = tu_open_nock(path, &o);
+		if (c == NULL)
+			_exit(2);
+		struct refusals r = {0};
+		for (uint64_t n = 0; n < 200000 && r.refused < 5; n++) {
+			struct tu_buf b;
+			tu_payload(&b, 1, n, "refused", 1000);
+			int rc = spool_append(c, SPOOL_SEV_INFO, b.data, b.len);
+			tu_buf_free(&b);
+			if (rc == 0) {
+				r.ok++;
+				continue;
+			}
+			r.refused++;
+			r.enospc += rc == -ENOSPC;
+		}
+		struct spool_stats st;
+		r.stats_rc = spool_stats(c, &st);
+		r.seen = st.dropped_total;
+		if (tu_write_all(pfd[1], &r, sizeof(r)) != 0)
+			_exit(3);
+		for (;;)
+			pause(); /* killed, never closed */
+	}
+	close(pfd[1]);
+	struct refusals r;
+	int got = tu_read_full(pfd[0], &r, sizeof(r));
+	close(pfd[0]);
+	kill(child, SIGKILL);
+	int code = tu_wait(child);
+	ck_assert_msg(got == 0, "producer failed before reporting (exit %d)", code);
+	printf("%s: %" PRIu64 " appended, %" PRIu64 " refused (%" PRIu64 " -ENOSPC); the producer's "
+	       "dropped_total %" PRIu64 "\n",
+	       tu_mode_label(mode), r.ok, r.refused, r.enospc, r.seen);
+	ck_assert_uint_eq(r.refused, 5);
+	ck_assert_uint_gt(r.ok, 0);
+	if (mode == SPOOL_SYNC)
+		ck_assert_uint_eq(r.enospc, 5);
+	ck_assert_int_eq(r.stats_rc, 0);
+	ck_assert_msg(r.seen == 5, "%s: the producer's dropped_total is %" PRIu64 " after 5 refusals",
+		      tu_mode_label(mode), r.seen);
+
+	/* another process, the disk still full */
+	struct spool_options ro;
+	tu_opts(&ro, SPOOL_SYNC);
+	struct spool *s = tu_open(path, &ro);
+	struct spool_stats st = tu_stats(s);
+	ck_assert_msg(st.dropped_total == 5,
+		      "%s: dropped_total %" PRIu64 " in another process after 5 refusals",
+		      tu_mode_label(mode), st.dropped_total);
+	ck_assert_int_eq(spool_close(s), 0);
+
+	/* room again: the next commits keep the count, once */
+	ck_assert_int_eq(unlink(filler), 0);
+	s = tu_open(path, &ro); /* moves the killed producer's ring */
+	tu_append_ok(s, SPOOL_SEV_INFO, 2, 0);
+	tu_append_ok(s, SPOOL_SEV_INFO, 2, 1);
+	st = tu_stats(s);
+	ck_assert_uint_eq(st.dropped_total, 5);
+	if (mode != SPOOL_BUFFERED) /* buffered: the kill lost the unflushed window */
+		ck_assert_uint_eq(st.pending, r.ok + 2);
+	ck_assert_int_eq(spool_close(s), 0);
+	s = tu_open(path, &ro);
+	ck_assert_uint_eq(tu_stats(s).dropped_total, 5);
+	ck_assert_int_eq(spool_close(s), 0);
+	umount2(mnt, MNT_DETACH);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* A corrupt record */
 
@@ -673,6 +783,7 @@ static Suite *faults_suite(void)
 	tu_add_cleanup_fixture(tc);
 	tcase_set_timeout(tc, 240);
 	tcase_add_loop_test(tc, test_enospc, 0, TU_NMODES);
+	tcase_add_loop_test(tc, test_enospc_refusals_counted, 0, TU_NMODES);
 	tcase_add_test(tc, test_corrupt_record);
 	tcase_add_test(tc, test_stale_readers_no_exhaustion);
 	tcase_add_test(tc, test_stale_reader_cleared_by_open);

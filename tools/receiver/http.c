@@ -47,7 +47,10 @@ struct req {
 	bool gzip;
 	bool too_big;
 	bool oom;
-	uint64_t wire_bytes;
+	bool begun; /* on_request has seen the headers */
+	bool open;  /* counted in the requests open now (store_request_open) */
+	size_t uri_len; /* the request target as sent, query included */
+	uint64_t wire_bytes; /* body bytes as received */
 	struct buf body;
 };
 
@@ -139,9 +142,29 @@ static void check_api_headers(const struct http_ctx *ctx,
 	}
 }
 
+static enum MHD_Result add_header_len(void *cls, enum MHD_ValueKind kind,
+				      const char *key, const char *value)
+{
+	uint64_t *n = cls;
+	(void)kind;
+	*n += strlen(key) + 2 + (value ? strlen(value) : 0) + 2;
+	return MHD_YES;
+}
+
+/* The request line and the header lines as the client sent them (each
+ * header counted as "Name: value" CRLF), and the blank line. */
+static uint64_t head_bytes(struct MHD_Connection *c, const char *method,
+			   const char *version, size_t uri_len)
+{
+	uint64_t n = strlen(method) + 1 + uri_len + 1 + strlen(version) + 2;
+	MHD_get_connection_values(c, MHD_HEADER_KIND, add_header_len, &n);
+	return n + 2;
+}
+
 static void begin_request(const struct http_ctx *ctx,
 			  struct MHD_Connection *c, const char *url,
-			  const char *method, struct req *r)
+			  const char *method, const char *version,
+			  struct req *r)
 {
 	bool post = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
 	bool get = strcmp(method, MHD_HTTP_METHOD_GET) == 0;
@@ -182,6 +205,11 @@ static void begin_request(const struct http_ctx *ctx,
 		return;
 	}
 	r->api = true;
+	/* From here until its answer is queued the request counts as open,
+	 * --latency-ms included. */
+	store_request_open(ctx->store,
+			   head_bytes(c, method, version, r->uri_len));
+	r->open = true;
 	check_api_headers(ctx, c, r);
 }
 
@@ -189,6 +217,8 @@ static void take_body(const struct http_ctx *ctx, struct req *r,
 		      const char *data, size_t size)
 {
 	r->wire_bytes += size;
+	if (r->api)
+		store_count_wire(ctx->store, size);
 	if (r->early_status || r->too_big || r->oom || !r->api)
 		return; /* read and dropped */
 	if (size > ctx->cfg->max_body - r->body.len) {
@@ -714,6 +744,12 @@ static enum MHD_Result finish_request(const struct http_ctx *ctx,
 	a.api = r->api;
 	t.status = a.drop ? 0 : a.status;
 	store_tally(ctx->store, &t);
+	if (r->open) {
+		/* before the answer is queued: a client that waits for it
+		 * to send its next request never sees both counted */
+		store_request_closed(ctx->store);
+		r->open = false;
+	}
 	if (cfg->verbose)
 		fprintf(stderr, "mlog-receiver: %s %s -> %d%s (%" PRIu64
 				" bytes)\n",
@@ -731,11 +767,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	struct req *r = *con_cls;
 
 	if (!r) {
+		/* on_uri() had no memory: the target as parsed will do */
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return MHD_NO;
+		r->uri_len = strlen(url);
 		*con_cls = r;
-		begin_request(ctx, c, url, method, r);
+	}
+	if (!r->begun) {
+		r->begun = true;
+		begin_request(ctx, c, url, method, version, r);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
@@ -746,12 +787,29 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
 	return finish_request(ctx, c, method, url, r);
 }
 
+/* Called with the request target as sent, before the headers are read:
+ * the request's state starts here, so that the target's length counts as
+ * sent (libmicrohttpd hands on_request() the path decoded, without the
+ * query).  Returns the state, or NULL (on_request() then makes it). */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	(void)cls;
+	(void)c;
+	struct req *r = calloc(1, sizeof(*r));
+	if (r)
+		r->uri_len = strlen(uri);
+	return r;
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
+	const struct http_ctx *ctx = cls;
 	struct req *r = *con_cls;
 	if (!r)
 		return;
+	if (r->open) /* the connection ended before an answer was queued */
+		store_request_closed(ctx->store);
 	buf_free(&r->body);
 	free(r);
 	*con_cls = NULL;
@@ -798,7 +856,8 @@ struct MHD_Daemon *http_start(const struct rx_config *cfg,
 		MHD_OPTION_CONNECTION_LIMIT, (unsigned int)cfg->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->idle_timeout,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+		MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, &the_ctx,
 		MHD_OPTION_ARRAY, tls_opts,
 		MHD_OPTION_END);
 	atomic_store(&starting, false);

@@ -2,9 +2,11 @@
  * all behind one mutex. */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +26,7 @@ struct store {
 	long fail_first_left;
 	long drop_first_left;
 	struct store_counts counts;
+	_Atomic uint64_t request_bytes; /* outside the lock: per body piece */
 	char last_user_agent[256];
 	char last_idempotency_key[128];
 	struct timespec started;
@@ -271,6 +274,29 @@ void store_tally(struct store *s, const struct store_tally *t)
 	pthread_mutex_unlock(&s->lock);
 }
 
+void store_request_open(struct store *s, uint64_t head)
+{
+	atomic_fetch_add_explicit(&s->request_bytes, head,
+				  memory_order_relaxed);
+	pthread_mutex_lock(&s->lock);
+	if (++s->counts.requests_open > s->counts.requests_open_most)
+		s->counts.requests_open_most = s->counts.requests_open;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_request_closed(struct store *s)
+{
+	pthread_mutex_lock(&s->lock);
+	assert(s->counts.requests_open > 0);
+	s->counts.requests_open--;
+	pthread_mutex_unlock(&s->lock);
+}
+
+void store_count_wire(struct store *s, uint64_t n)
+{
+	atomic_fetch_add_explicit(&s->request_bytes, n, memory_order_relaxed);
+}
+
 char *store_stats_json(struct store *s)
 {
 	struct store_counts c;
@@ -281,6 +307,8 @@ char *store_stats_json(struct store *s)
 
 	pthread_mutex_lock(&s->lock);
 	c = s->counts;
+	c.request_bytes = atomic_load_explicit(&s->request_bytes,
+					       memory_order_relaxed);
 	unique = dedup_count(s->dedup);
 	memcpy(ua, s->last_user_agent, sizeof(ua));
 	memcpy(ik, s->last_idempotency_key, sizeof(ik));
@@ -302,7 +330,7 @@ char *store_stats_json(struct store *s)
 #define I(v) json_integer((json_int_t)(v))
 	json_t *root = json_pack(
 		"{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o,"
-		" s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:f}",
+		" s:o, s:o, s:o, s:o, s:o, s:s, s:s, s:I}",
 		"requests", I(c.requests), "accepted", I(c.accepted),
 		"duplicates", I(c.duplicates), "rejected", I(c.rejected),
 		"transient", I(c.transient), "batches", I(c.batches),
@@ -314,6 +342,15 @@ char *store_stats_json(struct store *s)
 		I(c.http_requests), "unique_ids", I(unique), "status",
 		status ? status : json_object(), "last_user_agent", ua,
 		"last_idempotency_key", ik, "uptime_ms", (json_int_t)uptime_ms);
+	if (root &&
+	    (json_object_set_new(root, "requests_open", I(c.requests_open)) ||
+	     json_object_set_new(root, "requests_open_most",
+				 I(c.requests_open_most)) ||
+	     json_object_set_new(root, "request_bytes",
+				 I(c.request_bytes)))) {
+		json_decref(root);
+		root = NULL;
+	}
 #undef I
 	if (!root)
 		return NULL;

@@ -41,6 +41,9 @@ struct store_counts {
 	uint64_t dropped; /* connections closed after storing */
 	uint64_t idempotency_keys;
 	uint64_t write_errors;
+	uint64_t requests_open;	     /* API requests open now */
+	uint64_t requests_open_most; /* the most API requests open at once */
+	uint64_t request_bytes; /* API requests as received: head and body */
 	uint64_t status[600];
 };
 
@@ -94,6 +97,19 @@ struct store_tally {
 	const char *idempotency_val; /* may be NULL */
 };
 void store_tally(struct store *s, const struct store_tally *t);
+
+/* An API request is open from the moment its headers are in until its
+ * answer is queued (or its connection ends first): store_request_open()
+ * counts it, with the `head` bytes of its request line and headers, and
+ * store_request_closed() ends it.  Each call to one is matched by exactly
+ * one call to the other. */
+void store_request_open(struct store *s, uint64_t head);
+void store_request_closed(struct store *s);
+
+/* Adds n body bytes of an API request to request_bytes as they arrive, so
+ * that the figure follows the wire while a long body is still coming in.
+ * Lock-free. */
+void store_count_wire(struct store *s, uint64_t n);
 
 /* The GET /stats body (malloc'd JSON text), or NULL on ENOMEM. */
 char *store_stats_json(struct store *s);
