@@ -774,7 +774,8 @@ static int salvage_entries(struct spool_env *env, uint64_t ring_id, const unsign
 		}
 		off += entry_size(vsize);
 	}
-	qsort(found, n, sizeof(*found), cmp_found);
+	if (n > 1) /* found is NULL when the ring held no entry past the mark */
+		qsort(found, n, sizeof(*found), cmp_found);
 	struct spool_input *in = malloc(TRANSFER_MAX_ENTRIES * sizeof(*in));
 	if (!in) {
 		free(found);
