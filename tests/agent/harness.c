@@ -538,3 +538,27 @@ size_t th_read_request(int fd, char *buf, size_t cap)
 	}
 	return head;
 }
+
+void th_assert_each_once(const long *msgs, size_t got, long n, long missing)
+{
+	char *seen = calloc((size_t)n + 1, 1);
+	ck_assert_ptr_nonnull(seen);
+	for (size_t i = 0; i < got; i++) {
+		ck_assert_msg(msgs[i] >= 1 && msgs[i] <= n, "stored line %zu: msg %ld, not one of 1..%ld", i,
+		              msgs[i], n);
+		ck_assert_msg(msgs[i] != missing, "msg %ld was stored", missing);
+		ck_assert_msg(!seen[msgs[i]], "msg %ld stored twice", msgs[i]);
+		seen[msgs[i]] = 1;
+	}
+	free(seen);
+	ck_assert_int_eq(got, (size_t)n - (missing > 0));
+}
+
+size_t th_assert_out_each_once(const char *out, long n, long missing)
+{
+	long *msgs = NULL;
+	size_t got = th_read_out(out, &msgs, NULL);
+	th_assert_each_once(msgs, got, n, missing);
+	free(msgs);
+	return got;
+}

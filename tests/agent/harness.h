@@ -71,6 +71,11 @@ bool th_file_has(const char *path, const char *text);
 /* Events stored by the receiver, in order: the number in "msg <n>" and the
  * spool_seq; returns the count (arrays malloc'd, may be NULL). */
 size_t th_read_out(const char *out, long **msgs, long **seqs);
+/* Every "msg N" of 1..n but `missing` (0: none) exactly once among msgs, in
+ * any order. */
+void th_assert_each_once(const long *msgs, size_t got, long n, long missing);
+/* The same for a receiver's --out file; returns how many it holds. */
+size_t th_assert_out_each_once(const char *out, long n, long missing);
 
 /* For the tests' own small HTTP servers: reads one request from fd, its
  * head into buf (NUL-terminated, cap bytes at most) and its body (by

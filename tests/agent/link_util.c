@@ -184,24 +184,6 @@ size_t lk_pending(const char *spool, char *pending, size_t cap)
 	return marked;
 }
 
-size_t lk_assert_each_once(const char *out, long n, long missing)
-{
-	long *msgs;
-	size_t got = th_read_out(out, &msgs, NULL);
-	char *seen = calloc((size_t)n + 1, 1);
-	ck_assert_ptr_nonnull(seen);
-	for (size_t i = 0; i < got; i++) {
-		ck_assert_msg(msgs[i] >= 1 && msgs[i] <= n, "stored line %zu: msg %ld", i, msgs[i]);
-		ck_assert_msg(msgs[i] != missing, "msg %ld was stored", missing);
-		ck_assert_msg(!seen[msgs[i]], "msg %ld stored twice", msgs[i]);
-		seen[msgs[i]] = 1;
-	}
-	ck_assert_int_eq(got, (size_t)n - (missing > 0));
-	free(seen);
-	free(msgs);
-	return got;
-}
-
 int lk_run(const char *const *argv, char *out, size_t len)
 {
 	/* no ck_assert: lk_netns_enter() runs this before any test */

@@ -28,10 +28,6 @@ void lk_fill(const char *spool, uint64_t first, uint64_t n, size_t noise);
  * agent must not be running. */
 size_t lk_pending(const char *spool, char *pending, size_t cap);
 
-/* The receiver's out file holds events 1..n except `missing` (0: none),
- * each exactly once.  Returns the number of lines. */
-size_t lk_assert_each_once(const char *out, long n, long missing);
-
 /* `spoolctl --spool DIR dead list --json`: the number of dead letters, and
  * the status and the message of the first. */
 size_t lk_dead_list(const char *spool, int *status, char *message, size_t len);

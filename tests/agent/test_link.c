@@ -38,7 +38,7 @@ START_TEST(backlog_goes_with_several_requests_open)
 	ck_assert_msg(most <= WINDOW, "%ld requests open at once, max_in_flight is %d", most,
 	              WINDOW);
 	ck_assert_int_eq(th_rx_stat(&rx, "requests_open"), 0);
-	lk_assert_each_once(d.out, N, 0);
+	th_assert_out_each_once(d.out, N, 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "accepted"), N);
 	ck_assert_int_eq(th_rx_stat(&rx, "duplicates"), 0);
 	struct spool_stats st = th_stats(d.spool);
@@ -89,7 +89,7 @@ START_TEST(one_bad_event_in_1000_costs_at_most_21_requests)
 	ck_assert_int_eq(lk_dead_list(d.spool, &status, message, sizeof(message)), 1);
 	ck_assert_int_eq(status, 422);
 	ck_assert_str_eq(message, text);
-	lk_assert_each_once(d.out, N, bad);
+	th_assert_out_each_once(d.out, N, bad);
 	ck_assert_int_eq(th_rx_stat(&rx, "accepted"), N - 1);
 	ck_assert_int_eq(th_rx_stat(&rx, "duplicates"), 0);
 	struct spool_stats st = th_stats(d.spool);

@@ -87,7 +87,7 @@ START_TEST(sigkill_with_four_requests_open_loses_nothing)
 	        ROUNDS, full_window, WINDOW, dups, may_repeat);
 	ck_assert_msg(full_window >= ROUNDS / 2, "only %d of %d kills with %d requests open",
 	              full_window, ROUNDS, WINDOW);
-	lk_assert_each_once(d.out, N, 0);
+	th_assert_out_each_once(d.out, N, 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "unique_ids"), N);
 	ck_assert_msg(dups <= may_repeat,
 	              "%ld duplicates, but only %ld events were stored and still pending at a kill",

@@ -12,19 +12,6 @@
 #include "check_main.h"
 #include "harness.h"
 
-/* Every message 1..n exactly once in msgs. */
-static void assert_each_once(const long *msgs, size_t got, long n)
-{
-	ck_assert_int_eq(got, (size_t)n);
-	char *seen = calloc((size_t)n + 1, 1);
-	for (size_t i = 0; i < got; i++) {
-		ck_assert_msg(msgs[i] >= 1 && msgs[i] <= n, "unexpected message %ld", msgs[i]);
-		ck_assert_msg(!seen[msgs[i]], "message %ld twice", msgs[i]);
-		seen[msgs[i]] = 1;
-	}
-	free(seen);
-}
-
 /* A backlog of 3,000 at the default batch_size 100: requests of 1,000
  * (max_batch_size), not 30 of 100.  A live trickle of 150 afterwards goes
  * spread over the window, at least batch_size events a request. */
@@ -40,7 +27,7 @@ START_TEST(backlog_requests_grow)
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	long *msgs = NULL;
 	size_t got = th_read_out(d.out, &msgs, NULL);
-	assert_each_once(msgs, got, N);
+	th_assert_each_once(msgs, got, N, 0);
 	free(msgs);
 	ck_assert_int_eq(th_rx_stat(&rx, "batches"), 3);
 
@@ -97,7 +84,7 @@ START_TEST(severity_order)
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	long *msgs = NULL;
 	size_t got = th_read_out(d.out, &msgs, NULL);
-	assert_each_once(msgs, got, N);
+	th_assert_each_once(msgs, got, N, 0);
 	int last_sev = SPOOL_SEV_FATAL;
 	long last_msg[SPOOL_SEV_FATAL + 1] = {0};
 	size_t inversions = 0;
@@ -141,7 +128,7 @@ START_TEST(severity_new_fatal_overtakes)
 	ck_assert_int_eq(th_agent_stop(pid, SIGTERM, 30), 0);
 	long *msgs = NULL;
 	size_t got = th_read_out(d.out, &msgs, NULL);
-	assert_each_once(msgs, got, N + F);
+	th_assert_each_once(msgs, got, N + F, 0);
 	size_t last_fatal = 0;
 	for (size_t i = 0; i < got; i++)
 		if (msgs[i] > N)

@@ -92,22 +92,6 @@ static double earliest_send(const char *out, size_t *n)
 	return first;
 }
 
-/* Every "msg N" from 1 to n stored exactly once. */
-static void assert_each_once(const char *out, long n)
-{
-	long *msgs = NULL;
-	size_t got = th_read_out(out, &msgs, NULL);
-	char *seen = calloc((size_t)n + 1, 1);
-	for (size_t i = 0; i < got; i++) {
-		ck_assert_msg(msgs[i] >= 1 && msgs[i] <= n, "stored msg %ld", msgs[i]);
-		ck_assert_msg(!seen[msgs[i]], "msg %ld stored twice", msgs[i]);
-		seen[msgs[i]] = 1;
-	}
-	ck_assert_int_eq((long)got, n);
-	free(seen);
-	free(msgs);
-}
-
 START_TEST(nothing_before_the_window_opens)
 {
 	struct th_dir d;
@@ -155,7 +139,7 @@ START_TEST(nothing_before_the_window_opens)
 	ck_assert_uint_eq(n, 50);
 	ck_assert_msg(sent >= (double)open_at - 0.05, "an event sent %.3f s before the window",
 	              (double)open_at - sent);
-	assert_each_once(d.out, 50);
+	th_assert_out_each_once(d.out, 50, 0);
 	ck_assert_int_eq(th_agent_stop(pid, SIGTERM, 30), 0);
 	ck_assert(th_file_has(d.log, "closed now, the next opens at"));
 	ck_assert(th_file_has(d.log, "send window opened: sending until"));
@@ -301,7 +285,7 @@ START_TEST(sighup_applies_new_windows)
 	kill(pid, SIGHUP);
 	ck_assert(th_wait(spool_empty, d.spool, 10));
 	ck_assert_msg(th_now() - t0 < 3, "drained %.2f s after SIGHUP", th_now() - t0);
-	assert_each_once(d.out, 20);
+	th_assert_out_each_once(d.out, 20, 0);
 	ck_assert(th_file_has(d.log, "no send windows: sending at any time"));
 	th_meta(d.spool, "agent.send_windows", meta, sizeof(meta));
 	ck_assert_str_eq(meta, "");

@@ -32,22 +32,6 @@ static const char *tx_dir(void)
 	return th_prog("TX_TEST_DIR");
 }
 
-/* Every event of 1..n exactly once (in any order) in a JSON-lines file. */
-static void assert_each_once(const char *out, long n)
-{
-	long *msgs;
-	size_t got = th_read_out(out, &msgs, NULL);
-	ck_assert_int_eq((long)got, n);
-	char *seen = calloc((size_t)n + 1, 1);
-	for (size_t i = 0; i < got; i++) {
-		ck_assert_msg(msgs[i] >= 1 && msgs[i] <= n, "stray event %ld", msgs[i]);
-		ck_assert_msg(!seen[msgs[i]], "event %ld twice", msgs[i]);
-		seen[msgs[i]] = 1;
-	}
-	free(seen);
-	free(msgs);
-}
-
 static void write_config(const struct th_dir *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -175,7 +159,7 @@ START_TEST(external_transport_failures_keep_events)
 	}
 	ck_assert_int_eq(rc, 0);
 	ck_assert_int_gt(runs, 1); /* a failure did stop a run */
-	assert_each_once(d.out, N);
+	th_assert_out_each_once(d.out, N, 0);
 	struct spool_stats st = th_stats(d.spool);
 	ck_assert_int_eq(st.pending, 0);
 	ck_assert_int_eq(st.dead, 0);
@@ -463,7 +447,7 @@ START_TEST(builtin_transports_need_no_plugin_dir)
 	int rc = run_to(out, d.log, args);
 	ck_assert_msg(rc == 0, "exit %d", rc);
 	ck_assert_msg(!th_file_has(d.log, ".so"), "a plugin was looked for");
-	assert_each_once(d.out, 150);
+	th_assert_out_each_once(d.out, 150, 0);
 	ck_assert_int_eq(th_stats(d.spool).pending, 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "batches"), 2);
 
@@ -478,7 +462,7 @@ START_TEST(builtin_transports_need_no_plugin_dir)
 	spool_wake_agent(d.spool);
 	ck_assert(th_wait(spool_empty, d.spool, 60));
 	ck_assert_int_eq(th_agent_stop(pid, SIGTERM, 30), 0);
-	assert_each_once(d.out, 200);
+	th_assert_out_each_once(d.out, 200, 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "duplicates"), 0);
 	th_rx_stop(&rx);
 	th_dir_remove(&d);
@@ -651,7 +635,7 @@ START_TEST(max_in_flight_window)
 	relay_stop(&r);
 	printf("max_in_flight %d: %ld requests, at most %d open at once, %.2f s\n", window,
 	       r.requests, r.open_most, took);
-	assert_each_once(d.out, N);
+	th_assert_out_each_once(d.out, N, 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "duplicates"), 0);
 	ck_assert_int_eq(th_rx_stat(&rx, "batches"), N / 100);
 	ck_assert_int_eq(r.requests, N / 100);

@@ -17,36 +17,14 @@
 #include <spool/spool.h>
 
 #include "harness.h"
+#include "spawn_util.h"
 
-static const char *const VARS[] = {
-    "MASTER_LOG_API_KEY",
-    "MASTER_LOG_ENDPOINT",
-    "MASTER_LOG_BATCH_SIZE",
-    "MASTER_LOG_FLUSH_INTERVAL_SECONDS",
-    "MASTER_LOG_MAX_QUEUE_SIZE",
-    "MASTER_LOG_DROP_WHEN_FULL",
-    "MASTER_LOG_QUEUE_TIMEOUT_SECONDS",
-    "MASTER_LOG_BACKPRESSURE",
-    "MASTER_LOG_INITIAL_SEND_SECONDS_PER_LOG",
-    "MASTER_LOG_MAX_ENQUEUE_SLEEP_SECONDS",
-    "MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS",
-    "MASTER_LOG_ASYNC",
-    "MASTER_LOG_SPOOL_DIR",
-    "MASTER_LOG_DURABILITY",
-    "MASTER_LOG_MAX_SPOOL_BYTES",
-    "MASTER_LOG_SPAWN_AGENT",
-    "MASTER_LOG_CA_FILE",
-    "MASTER_LOG_AGENT_IDLE_SECONDS",
-    "MASTER_LOG_AGENT",
-};
-#define NVARS (sizeof(VARS) / sizeof(VARS[0]))
 
 static struct th_dir dir;
 
 static void setup(void)
 {
-	for (size_t i = 0; i < NVARS; i++)
-		unsetenv(VARS[i]);
+	su_clear_env();
 	th_dir_make(&dir, "backpressure");
 	setenv("MASTER_LOG_SPOOL_DIR", dir.spool, 1);
 }
@@ -55,13 +33,6 @@ static void teardown(void)
 {
 	mlog_shutdown();
 	th_dir_remove(&dir);
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static struct spool *open_sync(void)
@@ -147,13 +118,13 @@ START_TEST(test_backpressure_free_far_from_full)
 		int n_on = 0, n_off = 0;
 		for (int block = 0; block < 20; block++) {
 			bool on = block % 4 == 0 || block % 4 == 3;
-			double t0 = now();
+			double t0 = th_now();
 			for (int i = 0; i < 100; i++) {
 				struct mlog_result r = on ? mlog("on %d %d", block, i)
 				                          : mlog_client_info(off, "off %d %d", block, i);
 				ck_assert_msg(r.ok, "%s", r.error);
 			}
-			double t = now() - t0;
+			double t = th_now() - t0;
 			if (on) {
 				t_on[n_on++] = t;
 				sum_on += t;
@@ -197,10 +168,10 @@ START_TEST(test_backpressure_grows_past_half)
 		ck_assert_int_eq(mlog_client_new(&(struct mlog_config){.max_queue_size = 1000}, &c,
 		                                 NULL, 0),
 		                 0);
-		double t0 = now();
+		double t0 = th_now();
 		for (int k = 0; k < 20; k++)
 			ck_assert(mlog_client_info(c, "at %zu: %d", level[i], k).ok);
-		per[i] = (now() - t0) / 20;
+		per[i] = (th_now() - t0) / 20;
 		mlog_client_free(c); /* commits its 20 */
 		have = level[i] + 20;
 		printf("%zu of 1000 waiting: %.1f ms per call\n", level[i], per[i] * 1e3);

@@ -25,35 +25,12 @@
 #include "harness.h"
 #include "spawn_util.h"
 
-static const char *const VARS[] = {
-    "MASTER_LOG_API_KEY",
-    "MASTER_LOG_ENDPOINT",
-    "MASTER_LOG_BATCH_SIZE",
-    "MASTER_LOG_FLUSH_INTERVAL_SECONDS",
-    "MASTER_LOG_MAX_QUEUE_SIZE",
-    "MASTER_LOG_DROP_WHEN_FULL",
-    "MASTER_LOG_QUEUE_TIMEOUT_SECONDS",
-    "MASTER_LOG_BACKPRESSURE",
-    "MASTER_LOG_INITIAL_SEND_SECONDS_PER_LOG",
-    "MASTER_LOG_MAX_ENQUEUE_SLEEP_SECONDS",
-    "MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS",
-    "MASTER_LOG_ASYNC",
-    "MASTER_LOG_SPOOL_DIR",
-    "MASTER_LOG_DURABILITY",
-    "MASTER_LOG_MAX_SPOOL_BYTES",
-    "MASTER_LOG_SPAWN_AGENT",
-    "MASTER_LOG_CA_FILE",
-    "MASTER_LOG_AGENT_IDLE_SECONDS",
-    "MASTER_LOG_AGENT",
-};
-#define NVARS (sizeof(VARS) / sizeof(VARS[0]))
 
 static struct th_dir dir;
 
 static void setup(void)
 {
-	for (size_t i = 0; i < NVARS; i++)
-		unsetenv(VARS[i]);
+	su_clear_env();
 	th_dir_make(&dir, "client");
 	setenv("MASTER_LOG_SPOOL_DIR", dir.spool, 1);
 	setenv("MASTER_LOG_DURABILITY", "sync", 1);

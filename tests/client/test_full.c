@@ -18,18 +18,14 @@
 #include <spool/spool.h>
 
 #include "harness.h"
+#include "spawn_util.h"
 
 static struct th_dir dir;
 static char mnt[400], spool_path[450], filler[450];
 
 static void setup(void)
 {
-	static const char *const vars[] = {"MASTER_LOG_ENDPOINT", "MASTER_LOG_SPOOL_DIR",
-	                                   "MASTER_LOG_DURABILITY", "MASTER_LOG_BACKPRESSURE",
-	                                   "MASTER_LOG_MAX_QUEUE_SIZE", "MASTER_LOG_MAX_SPOOL_BYTES",
-	                                   "MASTER_LOG_DROP_WHEN_FULL"};
-	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
-		unsetenv(vars[i]);
+	su_clear_env();
 	th_dir_make(&dir, "client-full");
 	snprintf(mnt, sizeof(mnt), "%s/mnt", dir.root);
 	snprintf(spool_path, sizeof(spool_path), "%s/spool", mnt);
