@@ -1,7 +1,11 @@
 /* wake.c — the agent's wake-up FIFO (spool/spool.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,9 +35,27 @@ int spool_wake_agent(const char *dir)
 		close(fd);
 		return -EINVAL;
 	}
+	/* An agent that dies between the open and the write leaves a FIFO with
+	 * no reader: the write then fails with EPIPE and raises SIGPIPE, whose
+	 * default action would kill the program that logs.  SIGPIPE is blocked
+	 * in this thread for the write, and one it raised is taken back unless
+	 * one was pending already. */
+	sigset_t pipe_set, old_mask, pending;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	sigemptyset(&pending);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old_mask);
+	sigpending(&pending);
+	bool was_pending = sigismember(&pending, SIGPIPE) == 1;
 	char c = 1;
 	ssize_t w = write(fd, &c, 1);
 	int err = w < 0 ? errno : 0;
+	if (err == EPIPE && !was_pending) {
+		static const struct timespec now = {0, 0};
+		while (sigtimedwait(&pipe_set, NULL, &now) < 0 && errno == EINTR)
+			;
+	}
+	pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
 	close(fd);
 	if (w < 0 && err != EAGAIN && err != EPIPE)
 		return -err;
