@@ -12,6 +12,11 @@ Each argument after the options is one check:
       sections whose title holds KEYS, with the same parenthesis; every
       variable it names appears in the ENVIRONMENT section of COMMAND's own
       page (its name and a section number, in --pages).
+  source:FILE[,FILE...]:COMMAND[:SUB...]  Every long option the option
+      parsers in the C FILEs accept (getopt_long rows {"name", ..._argument}
+      and strcmp(arg, "--name") tests) appears in `COMMAND --help` (or in
+      `COMMAND SUB --help`): an option added to the code but not to --help
+      fails here, and one not in the page fails the help: check.
   page:NAME:PATH  `man -l --warnings` renders PATH at 80 columns with nothing
       on standard error, and the page has NAME, SYNOPSIS or DESCRIPTION.
 
@@ -29,6 +34,8 @@ import sys
 
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 KEY_ROW = re.compile(r"^([a-z][a-z0-9_]*(?:\.[a-z0-9_]+)*) \((.*)\)$")
+SOURCE_OPTION = re.compile(r'\{\s*"([a-z][a-z0-9-]*)",\s*(?:no|required|optional)_argument'
+                           r'|strcmp\([^,()]+,\s*"--([a-z][a-z0-9-]*)"\)')
 ENV_NAME = re.compile(r"\benv ([A-Z][A-Z0-9_]*)")
 
 failures = []
@@ -97,12 +104,7 @@ def page_path(pages, name):
 
 def check_help(pages, page, command, subs, project, version):
     path = page_path(pages, page)
-    help_opts = set()
-    for argv in [[command, "--help"]] + [[command, s, "--help"] for s in subs]:
-        rc, out, err = run(argv)
-        if rc != 0:
-            fail("%s: exit status %d (%s)" % (" ".join(argv), rc, err.strip()))
-        help_opts |= set(OPTION.findall(out))
+    help_opts = help_options(command, subs)
     name = os.path.basename(command)
     rc, out, err = run([command, "--version"])
     want = re.compile(r"^%s \(%s\) %s\b" % (re.escape(name), re.escape(project), re.escape(version)))
@@ -176,6 +178,32 @@ def check_keys(pages, page, command):
     print("ok: %s and %s --help-config: %d keys" % (page, name, len(listed)))
 
 
+def help_options(command, subs):
+    opts = set()
+    for argv in [[command, "--help"]] + [[command, s, "--help"] for s in subs]:
+        rc, out, err = run(argv)
+        if rc != 0:
+            fail("%s: exit status %d (%s)" % (" ".join(argv), rc, err.strip()))
+        opts |= set(OPTION.findall(out))
+    return opts
+
+
+def check_source(files, command, subs):
+    in_code = set()
+    for f in files:
+        with open(f, encoding="utf-8") as fh:
+            for m in SOURCE_OPTION.finditer(fh.read()):
+                in_code.add("--" + (m.group(1) or m.group(2)))
+    if not in_code:
+        fail("%s: no long option found in %s" % (command, ", ".join(files)))
+    listed = help_options(command, subs)
+    name = os.path.basename(command)
+    for o in sorted(in_code - listed):
+        fail("%s accepts %s (%s), but its --help does not list it"
+             % (name, o, ", ".join(os.path.basename(f) for f in files)))
+    print("ok: %s: the %d long options of its parsers are in --help" % (name, len(in_code)))
+
+
 def check_page(name, path):
     rc, text, err = render(path, 80)
     if rc != 0 or err.strip():
@@ -209,6 +237,8 @@ def main():
             check_help(a.pages, parts[0], parts[1], parts[2:], a.project, a.version)
         elif kind == "keys" and len(parts) == 2:
             check_keys(a.pages, parts[0], parts[1])
+        elif kind == "source" and len(parts) >= 2:
+            check_source(parts[0].split(","), parts[1], parts[2:])
         elif kind == "page" and len(parts) == 2:
             check_page(parts[0], parts[1])
         else:
