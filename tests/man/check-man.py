@@ -7,7 +7,8 @@ Each argument after the options is one check:
       `COMMAND SUB --help` for each SUB) are exactly the long options on the
       term lines of PAGE's OPTIONS and COMMANDS sections; `COMMAND --version`
       prints "NAME (PROJECT) VERSION" and exits 0.
-  keys:PAGE:COMMAND  The keys `COMMAND --help-config` lists, each with its
+  keys:PAGE:COMMAND[:ARG...]  The keys `COMMAND [ARG...] --help-config` lists
+      (ARGs such as -c:FILE add the keys of the file's loaded transports), each with its
       "(type, default ..., env ...)", are exactly the term lines of PAGE's
       sections whose title holds KEYS, with the same parenthesis; every
       variable it names appears in the ENVIRONMENT section of COMMAND's own
@@ -129,9 +130,9 @@ def check_help(pages, page, command, subs, project, version):
                                                      if subs else "", len(help_opts)))
 
 
-def check_keys(pages, page, command):
+def check_keys(pages, page, command, args):
     path = page_path(pages, page)
-    rc, out, err = run([command, "--help-config"])
+    rc, out, err = run([command] + args + ["--help-config"])
     if rc != 0:
         fail("%s --help-config: exit status %d (%s)" % (command, rc, err.strip()))
     listed = {}
@@ -235,8 +236,8 @@ def main():
         parts = rest.split(":")
         if kind == "help" and len(parts) >= 2:
             check_help(a.pages, parts[0], parts[1], parts[2:], a.project, a.version)
-        elif kind == "keys" and len(parts) == 2:
-            check_keys(a.pages, parts[0], parts[1])
+        elif kind == "keys" and len(parts) >= 2:
+            check_keys(a.pages, parts[0], parts[1], parts[2:])
         elif kind == "source" and len(parts) >= 2:
             check_source(parts[0].split(","), parts[1], parts[2:])
         elif kind == "page" and len(parts) == 2:
