@@ -25,6 +25,7 @@
 #include "config.h"
 #include "drain.h"
 #include "log.h"
+#include "project_version.h"
 #include "window.h"
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
@@ -549,7 +550,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		case 'V':
-			printf("spool-agent %s (transport ABI %d)\n", SPOOL_VERSION_STRING, SPOOL_TRANSPORT_ABI);
+			printf("spool-agent (%s) %s, transport ABI %d\n", SPOOL_PROJECT_NAME, SPOOL_PROJECT_VERSION,
+			       SPOOL_TRANSPORT_ABI);
 			return 0;
 		default:
 			usage(stderr);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "codec/event.h"
+#include "project_version.h"
 #include "mlog_stdin.h"
 #include <spool/mlog.h>
 #include <spool/spool.h>
@@ -57,6 +58,7 @@ static void usage(FILE *f)
 		"                       /var/spool/master-log for root, else\n"
 		"                       ~/.local/state/master-log/spool)\n"
 		"  -h, --help           this text\n"
+		"      --version        print the version\n"
 		"\n"
 		"A line of standard input that is refused (a message over %zu bytes, say)\n"
 		"is named on standard error and the lines after it are still logged.\n"
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
 		{"metadata-json", required_argument, NULL, 'J'},
 		{"sync", no_argument, NULL, 'Y'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	struct spool_event ev = {.severity = SPOOL_SEV_INFO};
@@ -181,6 +184,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("mlog (%s) %s\n", SPOOL_PROJECT_NAME, SPOOL_PROJECT_VERSION);
 			return 0;
 		default:
 			usage(stderr);

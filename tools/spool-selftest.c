@@ -12,6 +12,8 @@
 
 #include <spool/spool.h>
 
+#include "project_version.h"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -27,7 +29,8 @@ static void usage(FILE *f)
 		"                      ~/.local/state/master-log/spool)\n"
 		"  --durability MODE   sync, commit (default) or buffered\n"
 		"  --events N          how many events (default 1000, at most 10000000)\n"
-		"  -h, --help          this text\n");
+		"  -h, --help          this text\n"
+		"      --version       print the version\n");
 }
 
 static void pack_event(msgpack_sbuffer *sb, uint64_t n, const char *mode)
@@ -60,6 +63,7 @@ int main(int argc, char **argv)
 		{"durability", required_argument, NULL, 'd'},
 		{"events", required_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	char dir[4096] = "";
@@ -92,6 +96,9 @@ int main(int argc, char **argv)
 		}
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("spool-selftest (%s) %s\n", SPOOL_PROJECT_NAME, SPOOL_PROJECT_VERSION);
 			return 0;
 		default:
 			usage(stderr);

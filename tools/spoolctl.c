@@ -19,6 +19,7 @@
 #include "codec/json.h"
 #include <spool/spool.h>
 
+#include "project_version.h"
 #include "spoolctl.h"
 #include "window.h"
 
@@ -46,6 +47,7 @@ static void usage(FILE *f)
 	           "               /var/spool/master-log for root, else\n"
 	           "               ~/.local/state/master-log/spool)\n"
 	           "  -h, --help   this text (and `spoolctl COMMAND --help`)\n"
+	           "  --version    print the version\n"
 	           "\n"
 	           "TIME: seconds since the epoch, 2026-11-24, 2026-11-24T14:29:21Z (UTC), or\n"
 	           "an age: 90s, 30m, 12h, 7d.\n"
@@ -453,7 +455,8 @@ static const char PEEK_HELP[] =
     "would send them: seq, enqueue time (UTC), severity and message; with\n"
     "--json one JSON event per line, with metadata.c_client.spool_seq.\n"
     "--severity S shows only events of that severity; --since TIME only those\n"
-    "enqueued at or after TIME.  -n 0 shows them all.  Like the agent, reading\n"
+    "enqueued at or after TIME.  -n N (or --count N) shows N events; -n 0\n"
+    "shows them all.  Like the agent, reading\n"
     "moves a record that fails its checksum to the dead letters.\n"
     "Exit status: 0, 1 when the spool cannot be read, 2 for a usage error.\n";
 
@@ -968,6 +971,7 @@ int main(int argc, char **argv)
 	static const struct option top[] = {
 	    {"spool", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
 	};
 	char dir[4096] = "";
@@ -982,6 +986,9 @@ int main(int argc, char **argv)
 			break;
 		case 'h':
 			usage(stdout);
+			return 0;
+		case 'V':
+			printf("spoolctl (%s) %s\n", SPOOL_PROJECT_NAME, SPOOL_PROJECT_VERSION);
 			return 0;
 		default:
 			usage(stderr);

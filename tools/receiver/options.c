@@ -12,9 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef MLOG_RECEIVER_VERSION
-#define MLOG_RECEIVER_VERSION "0"
-#endif
+#include "project_version.h"
 
 enum opt_type { T_FLAG, T_LONG, T_STATUS, T_SIZE, T_PROB, T_STR };
 
@@ -347,7 +345,8 @@ enum opt_result options_parse(int argc, char **argv, struct rx_config *cfg)
 			return OPT_EXIT;
 		}
 		if (c == OPT_VERSION) {
-			printf("mlog-receiver %s\n", MLOG_RECEIVER_VERSION);
+			printf("mlog-receiver (%s) %s\n", SPOOL_PROJECT_NAME,
+			       SPOOL_PROJECT_VERSION);
 			return OPT_EXIT;
 		}
 		if (c < ROW_BASE || (size_t)(c - ROW_BASE) >= N_ROWS) {
