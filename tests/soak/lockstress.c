@@ -13,7 +13,8 @@
  * the spool again, as the API asks).  With --raw the workers use LMDB
  * directly (MDB_NOTLS, write and read transactions, a fork child opening its
  * own environment): the library's guard is then out of the picture, which
- * shows whether LMDB's own lock can hang.
+ * shows whether LMDB's own lock can hang; --puts N makes each write
+ * transaction N puts or deletes long, so that more processes wait.
  *
  * Each worker marks in shared memory when it enters and leaves a library
  * call.  A process inside one call for more than --stuck seconds (default 5)
@@ -64,6 +65,7 @@ enum { W_NONE, W_OPEN, W_APPEND, W_READ, W_ACK, W_CLOSE, W_ENVOPEN, W_WBEGIN, W_
 static struct slot *g_slots;
 static const char *g_dir;
 static bool g_raw;
+static unsigned g_puts = 1; /* --puts: records per raw write transaction */
 static unsigned g_procs;
 static uint64_t g_rng;
 
@@ -239,10 +241,16 @@ static void work_raw(void)
 			uint64_t k = rnd() % 4096;
 			MDB_val key = {sizeof(k), &k}, val = {sizeof(k), &k};
 			if (write) {
-				if (rnd() % 3)
-					mdb_ok(mdb_put(txn, dbi, &key, &val, 0), "mdb_put");
-				else if ((rc = mdb_del(txn, dbi, &key, NULL)) && rc != MDB_NOTFOUND)
-					mdb_ok(rc, "mdb_del");
+				for (unsigned i = 0; i < g_puts; i++) {
+					k = rnd() % 4096;
+					if (rnd() % 3)
+						rc = mdb_put(txn, dbi, &key, &val, 0);
+					else if ((rc = mdb_del(txn, dbi, &key, NULL)) == MDB_NOTFOUND)
+						rc = 0;
+					if (rc == MDB_MAP_FULL)
+						break;
+					mdb_ok(rc, "mdb_put/mdb_del");
+				}
 				enter(W_COMMIT);
 				rc = mdb_txn_commit(txn);
 				leave();
@@ -359,7 +367,7 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 static void usage(void)
 {
 	fprintf(stderr, "usage: lock-stress --dir DIR [--seconds S] [--procs P] [--stuck SECONDS] "
-			"[--kill-ms MS] [--raw] [--seed S]\n");
+			"[--kill-ms MS] [--raw [--puts N]] [--seed S]\n");
 	exit(2);
 }
 
@@ -396,6 +404,8 @@ int main(int argc, char **argv)
 			stuck_s = atof(v);
 		else if (strcmp(a, "--kill-ms") == 0)
 			kill_ms = (unsigned)atoi(v);
+		else if (strcmp(a, "--puts") == 0)
+			g_puts = (unsigned)atoi(v) ? (unsigned)atoi(v) : 1;
 		else if (strcmp(a, "--seed") == 0)
 			g_rng = strtoull(v, NULL, 0);
 		else
