@@ -28,6 +28,12 @@ static const char KEY_FORMAT[] = "spool.format";
 static void env_in_child(struct spool_fork_node *node)
 {
 	struct spool_env *env = (struct spool_env *)node;
+	if (env->writer_fd >= 0) {
+		/* the same description as the parent's: a copy kept open here
+		 * would keep the parent's writer lock held after its death */
+		close(env->writer_fd);
+		env->writer_fd = -1;
+	}
 	if (env->users_fd >= 0) {
 		close(env->users_fd);
 		env->users_fd = -1;
@@ -39,6 +45,10 @@ static void env_in_child(struct spool_fork_node *node)
 		}
 	}
 }
+
+static int txn_begin_guarded(struct spool_env *env, bool rdonly, MDB_txn **txn);
+static void writer_unlock(struct spool_env *env);
+static void reader_check_guarded(struct spool_env *env, MDB_env *mdb);
 
 static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 {
@@ -76,8 +86,7 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 		}
 		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
 	}
-	int dead = 0;
-	mdb_reader_check(env->mdb, &dead);
+	reader_check_guarded(env, env->mdb);
 
 	MDB_envinfo info;
 	if (mdb_env_info(env->mdb, &info) == 0)
@@ -90,7 +99,7 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 	for (int pass = 0; pass < 2; pass++) {
 		bool create = pass == 1;
 		step = "begin a transaction";
-		rc = mdb_txn_begin(env->mdb, NULL, create ? 0 : MDB_RDONLY, &txn);
+		rc = txn_begin_guarded(env, !create, &txn);
 		if (rc == MDB_MAP_RESIZED && resized++ < 20) {
 			/* When the configured map is smaller than the file, LMDB maps
 			 * exactly the pages in use; any commit elsewhere that extends
@@ -132,6 +141,8 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 				if (v.mv_size != 4 ||
 				    spool_get_le32(v.mv_data) != SPOOL_FORMAT_VERSION) {
 					mdb_txn_abort(txn);
+					if (create)
+						writer_unlock(env);
 					spool_errf(errbuf, errlen,
 						   "%s: spool format %u is not the format this library "
 						   "reads (%d)",
@@ -147,11 +158,11 @@ static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 		if (rc == 0) {
 			step = "commit";
 			rc = mdb_txn_commit(txn);
-			if (rc == 0)
-				break;
 		} else {
 			mdb_txn_abort(txn);
 		}
+		if (create)
+			writer_unlock(env);
 		if (rc != MDB_NOTFOUND)
 			break;
 	}
@@ -391,9 +402,8 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	for (struct spool_env *e = g_envs; e; e = e->next) {
 		if (e->dev == st.st_dev && e->ino == st.st_ino && e->pid == me) {
 			/* shared, but every open clears the slots of dead readers */
-			int dead = 0;
 			if (e->mdb)
-				mdb_reader_check(e->mdb, &dead);
+				reader_check_guarded(e, e->mdb);
 			e->refs++;
 			size_t cap = map_cap_for(opt);
 			if (cap > e->map_cap)
@@ -451,10 +461,23 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		free(env);
 		return e == EAGAIN || e == EACCES ? -EBUSY : -e;
 	}
-	int rc = ensure_created(dir, errbuf, errlen);
+	pthread_mutex_init(&env->writer_mu, NULL);
+	pthread_mutex_init(&env->reader_mu, NULL);
+	char writer[4200];
+	snprintf(writer, sizeof(writer), "%s/writer.lock", dir);
+	env->writer_fd = open(writer, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int rc = env->writer_fd < 0 ? -errno : 0;
+	if (rc)
+		spool_errf(errbuf, errlen, "%s: %s", writer, strerror(-rc));
+	if (!rc)
+		rc = ensure_created(dir, errbuf, errlen);
 	if (!rc)
 		rc = env_open_mdb(env, errbuf, errlen);
 	if (rc) {
+		if (env->writer_fd >= 0)
+			close(env->writer_fd);
+		pthread_mutex_destroy(&env->writer_mu);
+		pthread_mutex_destroy(&env->reader_mu);
 		close(env->users_fd);
 		spool_fork_unlock();
 		pthread_rwlock_destroy(&env->map_lock);
@@ -511,6 +534,10 @@ void spool_env_release(struct spool_env *env)
 	spool_fork_unlock();
 	if (env->mdb)
 		mdb_env_close(env->mdb);
+	if (env->writer_fd >= 0)
+		close(env->writer_fd);
+	pthread_mutex_destroy(&env->writer_mu);
+	pthread_mutex_destroy(&env->reader_mu);
 	if (env->users_fd >= 0)
 		close(env->users_fd);
 	pthread_rwlock_destroy(&env->map_lock);
@@ -552,6 +579,92 @@ static int env_reopen(struct spool_env *env)
 	return rc;
 }
 
+/* writer.lock (issue 17).  LMDB orders writers with a robust pthread mutex
+ * in lock.mdb, and, with MDB_NOTLS, every new read transaction takes its
+ * reader-table mutex for a moment.  A process that waits for either sleeps
+ * in a futex wait, and with processes SIGKILLed over and over such waits
+ * can be lost: an unlocker killed between releasing the word and waking a
+ * waiter (or a woken waiter killed before it takes the word) leaves the
+ * wake-up to the kernel's robust-list cleanup, which wakes a waiter only if
+ * the word is still free at that moment; if a third process took the free
+ * mutex meanwhile (without the waiters bit, which the release cleared), its
+ * unlock wakes nobody either.  The waiters then sleep on a word that reads
+ * 0 until something interrupts the wait (a ptrace attach: gdb).  So every
+ * call of LMDB that takes one of those mutexes is made holding an
+ * open-file-description lock on writer.lock first (byte 0 for a write
+ * transaction, for its whole life; byte 1 around beginning a read
+ * transaction and checking the reader table): at most one process at a
+ * time ever asks for each of LMDB's mutexes, and the kernel hands a fcntl
+ * lock over on every release, including the one at a holder's death.  The
+ * threads of one process share the description, so writer_mu and reader_mu
+ * order them first.  Both are taken with the map lock held shared, so a
+ * reopen (map lock exclusive) never waits for a thread that holds them. */
+#define GUARD_WRITER 0
+#define GUARD_READER 1
+
+static int guard_lock(struct spool_env *env, pthread_mutex_t *mu, off_t byte)
+{
+	pthread_mutex_lock(mu);
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+	while (env->writer_fd >= 0 && fcntl(env->writer_fd, F_OFD_SETLKW, &fl) != 0) {
+		if (errno == EINTR)
+			continue;
+		int e = errno;
+		pthread_mutex_unlock(mu);
+		return -e;
+	}
+	return 0;
+}
+
+static void guard_unlock(struct spool_env *env, pthread_mutex_t *mu, off_t byte)
+{
+	struct flock fl = {.l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+	if (env->writer_fd >= 0)
+		fcntl(env->writer_fd, F_OFD_SETLK, &fl);
+	pthread_mutex_unlock(mu);
+}
+
+static int writer_lock(struct spool_env *env)
+{
+	return guard_lock(env, &env->writer_mu, GUARD_WRITER);
+}
+
+static void writer_unlock(struct spool_env *env)
+{
+	guard_unlock(env, &env->writer_mu, GUARD_WRITER);
+}
+
+/* mdb_txn_begin() under the guard of the mutex it takes. */
+static int txn_begin_guarded(struct spool_env *env, bool rdonly, MDB_txn **txn)
+{
+	int rc = rdonly ? guard_lock(env, &env->reader_mu, GUARD_READER) : writer_lock(env);
+	if (rc)
+		return rc;
+	rc = mdb_txn_begin(env->mdb, NULL, rdonly ? MDB_RDONLY : 0, txn);
+	if (rdonly || rc)
+		guard_unlock(env, rdonly ? &env->reader_mu : &env->writer_mu,
+			     rdonly ? GUARD_READER : GUARD_WRITER);
+	return rc; /* a write transaction keeps its guard: spool_env_end_write() */
+}
+
+/* mdb_reader_check() under the reader guard. */
+static void reader_check_guarded(struct spool_env *env, MDB_env *mdb)
+{
+	int dead = 0;
+	if (guard_lock(env, &env->reader_mu, GUARD_READER) != 0)
+		return;
+	mdb_reader_check(mdb, &dead);
+	guard_unlock(env, &env->reader_mu, GUARD_READER);
+}
+
+void spool_env_reader_check(struct spool_env *env)
+{
+	pthread_rwlock_rdlock(&env->map_lock);
+	if (env->mdb)
+		reader_check_guarded(env, env->mdb);
+	pthread_rwlock_unlock(&env->map_lock);
+}
+
 int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn)
 {
 	for (int attempt = 0;; attempt++) {
@@ -568,10 +681,12 @@ int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn)
 				return SPOOL_EBACKEND;
 			continue;
 		}
-		int rc = mdb_txn_begin(env->mdb, NULL, rdonly ? MDB_RDONLY : 0, txn);
+		int rc = txn_begin_guarded(env, rdonly, txn);
 		if (rc == 0)
 			return 0;
 		pthread_rwlock_unlock(&env->map_lock);
+		if (rc < 0 && rc > -4096)
+			return rc; /* the guard's own failure */
 		if (attempt >= 3)
 			return spool_map_mdb_error(rc);
 		if (rc == MDB_MAP_RESIZED) {
@@ -592,7 +707,9 @@ int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn)
 		}
 		if (rc == MDB_READERS_FULL) {
 			int dead = 0;
+			guard_lock(env, &env->reader_mu, GUARD_READER);
 			mdb_reader_check(env->mdb, &dead);
+			guard_unlock(env, &env->reader_mu, GUARD_READER);
 			if (dead > 0)
 				continue;
 		}
@@ -602,6 +719,12 @@ int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn)
 
 void spool_env_end(struct spool_env *env)
 {
+	pthread_rwlock_unlock(&env->map_lock);
+}
+
+void spool_env_end_write(struct spool_env *env)
+{
+	writer_unlock(env);
 	pthread_rwlock_unlock(&env->map_lock);
 }
 

@@ -31,6 +31,15 @@ struct spool_env {
 	char *dir;
 	MDB_env *mdb;
 	int users_fd; /* shared lock on users.lock while this process uses the spool */
+	/* writer.lock: its byte 0 held (an open-file-description lock,
+	 * F_OFD_SETLKW) around every write transaction, its byte 1 around
+	 * LMDB's calls that take the reader-table mutex, so that neither of
+	 * LMDB's robust mutexes is ever waited for across processes;
+	 * writer_mu and reader_mu order this process's threads, which share
+	 * the one description.  See spool_env_begin(). */
+	int writer_fd;
+	pthread_mutex_t writer_mu;
+	pthread_mutex_t reader_mu;
 	MDB_dbi dbi_events, dbi_dead, dbi_meta;
 	unsigned max_readers;
 	size_t map_size;
@@ -80,9 +89,15 @@ void spool_env_release(struct spool_env *env);
  * nothing done, for an environment inherited across fork. */
 bool spool_env_release_shared(struct spool_env *env);
 /* Begin a transaction with the map lock held shared; handles
- * MDB_MAP_RESIZED and pending reopen.  spool_env_end() drops the lock. */
+ * MDB_MAP_RESIZED and pending reopen.  spool_env_end() drops the lock.
+ * A write transaction (rdonly false) also takes writer.lock first, and
+ * must end with spool_env_end_write(), which drops both. */
 int spool_env_begin(struct spool_env *env, bool rdonly, MDB_txn **txn);
 void spool_env_end(struct spool_env *env);
+void spool_env_end_write(struct spool_env *env);
+/* Clears the reader slots of dead processes (mdb_reader_check), guarded
+ * like a read transaction's begin. */
+void spool_env_reader_check(struct spool_env *env);
 /* After MDB_MAP_FULL (no transaction open in this thread): grow the map. */
 int spool_env_grow(struct spool_env *env);
 /* After a failed commit: mark for reopen when LMDB may be unusable. */

@@ -302,7 +302,6 @@ int spool_recover(struct spool *s, uint64_t *moved)
 	GUARD(s);
 	if (moved)
 		*moved = 0;
-	int dead = 0;
 	MDB_txn *txn;
 	/* Take LMDB's write mutex once (an aborted write transaction): a
 	 * writer killed after its meta page reached the disk but before it
@@ -313,8 +312,8 @@ int spool_recover(struct spool *s, uint64_t *moved)
 	 * processes while at it. */
 	if (spool_env_begin(s->env, false, &txn) == 0) {
 		mdb_txn_abort(txn);
-		mdb_reader_check(s->env->mdb, &dead);
-		spool_env_end(s->env);
+		spool_env_end_write(s->env);
+		spool_env_reader_check(s->env);
 	}
 	return spool_stage_recover(s->env, moved);
 }

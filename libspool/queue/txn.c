@@ -302,7 +302,7 @@ int spool_txn_write(struct spool_env *env, spool_txn_body fn, void *arg)
 		} else {
 			mdb_txn_abort(txn);
 		}
-		spool_env_end(env);
+		spool_env_end_write(env);
 		if (rc == 0) {
 			spool_txn_publish(env, &c, pending);
 			return 0;

@@ -141,7 +141,7 @@ static void commit_list(struct spool_env *env, struct spool_wreq *list)
 		} else {
 			mdb_txn_abort(txn);
 		}
-		spool_env_end(env);
+		spool_env_end_write(env);
 		if (rc == 0) {
 			memcpy(env->evict_hint, hints, sizeof(hints));
 			spool_txn_publish(env, &c, pending);
@@ -481,7 +481,7 @@ int spool_write_get_mark(struct spool_env *env, uint64_t ring_id, uint64_t *mark
 	if (rc == 0 && v.mv_size == 8)
 		*mark = spool_get_le64(v.mv_data);
 	mdb_txn_abort(txn);
-	spool_env_end(env);
+	spool_env_end_write(env);
 	return rc == MDB_NOTFOUND || rc == 0 ? 0 : spool_map_mdb_error(rc);
 }
 

@@ -16,9 +16,20 @@ enum pl_rec_type {
 	PL_TRUNC = 4,   /* ftruncate of `file` to `off` */
 	PL_MARK = 5,    /* a crash point asked for by the workload (shim_mark) */
 	PL_RINGSET = 6, /* the next `aux` PL_RING records are the rings/ folder right now */
-	PL_RING = 7,    /* a ring file: payload is its name (aux bytes), then its content */
+	PL_RING = 7,    /* a ring file in that set: payload is its name (aux bytes), `off` its size */
 	PL_MSYNC = 8,   /* msync called (nothing tracked goes through a mapping; for the record) */
+	PL_RINGPAGE = 9, /* page `off` of a ring: payload is its name (aux bytes), then the
+	                  * page as it is now (it changed since that ring's last PL_RINGPAGE) */
 };
+
+/* Commit rings are written through a shared mapping, which no shim sees.
+ * With SHIM_RINGS=1 the shim looks at the rings/ folder at every crash
+ * point (before the sync or dsync write is issued, and again after it
+ * returned, and at each workload mark) and logs the set of ring files and
+ * every page that changed since it last looked: each version a page had
+ * that the kernel may have written back.  The harness builds a ring in an
+ * image from the versions logged before the crash point. */
+#define PL_PAGE 4096u
 
 #define PL_DSYNC 1u
 

@@ -2,6 +2,9 @@
 # run.sh — the long power-loss run (issue 7): IMAGES images per spool mode
 # over RUNS workload runs, then the raw-LMDB controls: MDB_NOSYNC and
 # MDB_NOMETASYNC must show loss or corruption, default flags must not.
+# The commit rings in those images are modelled page by page (issue 17);
+# then the ring control: commit-mode images checked with a broken ring
+# recovery (RING_CONTROL_IMAGES, default 500) must fail.
 # Then the creation run (issue 17): a crash image at each of the first 30
 # file operations of a new spool, CREATION_SEEDS (default 30) images each,
 # over 2 runs per mode, never-synced sectors zero or garbage.
@@ -20,6 +23,9 @@ status=0
 	--workload "$dir/powerloss-workload" \
 	--modes 'sync,commit,buffered,raw-default,raw-nometasync!,raw-nosync!' \
 	--events 200 --runs "$runs" --images "$images" --seed "$seed" || status=1
+"$dir/powerloss-harness" --shim "$dir/powerloss-shim.so" \
+	--workload "$dir/powerloss-workload" --modes 'commit!' --skip-ring-check \
+	--events 200 --runs 2 --images "${RING_CONTROL_IMAGES:-500}" --seed "$seed" || status=1
 "$dir/powerloss-harness" --shim "$dir/powerloss-shim.so" \
 	--workload "$dir/powerloss-workload" --modes 'sync,commit,buffered' \
 	--events 20 --runs 2 --creation 30 --seeds "${CREATION_SEEDS:-30}" --garbage-new \

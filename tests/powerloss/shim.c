@@ -6,10 +6,11 @@
  * such a file, and every ftruncate, each with a global sequence number.  A
  * write through a descriptor opened with O_DSYNC or O_SYNC (LMDB's meta page
  * descriptor) is durable when it returns, and is logged as such.  With
- * SHIM_RINGS=1 it also copies the spool's rings/ folder into the log at each
- * sync: the commit-mode rings are written through a shared mapping, which no
- * shim can watch, so the harness uses these copies as the best known state
- * of a ring at a crash point.
+ * SHIM_RINGS=1 it also logs the spool's rings/ folder at every crash point:
+ * the commit-mode rings are written through a shared mapping, which no shim
+ * can watch, so it logs the pages that changed since it last looked (see
+ * pl_log.h), and the harness builds each ring page of an image from those
+ * versions.
  *
  * Not tracked: the LMDB lock file, agent.lock and rings/ (none of them needs
  * to survive a power loss byte for byte; the rings are handled as above).
@@ -300,6 +301,8 @@ int close(int fd)
 	return real_close(fd);
 }
 
+static void snapshot_rings(void);
+
 /* The write calls: the real call and its record happen under one lock, so
  * the log order is the order of the writes. */
 static ssize_t do_write(int fd, const struct iovec *iov, int iovcnt, off_t off, bool positioned)
@@ -311,6 +314,8 @@ static ssize_t do_write(int fd, const struct iovec *iov, int iovcnt, off_t off, 
 		return real_writev(fd, iov, iovcnt);
 	}
 	pthread_mutex_lock(&g_mu);
+	if (fi.dsync && g_rings)
+		snapshot_rings(); /* a crash point: the rings as it is issued */
 	off_t at = off;
 	if (!positioned) {
 		struct stat st;
@@ -393,7 +398,33 @@ int ftruncate64(int fd, off64_t len)
 	return ftruncate(fd, (off_t)len);
 }
 
-/* Copies every ring-* file of SHIM_DIR/rings into the log (caller holds g_mu). */
+/* The rings as last logged, to log only the pages that changed. */
+struct ringcopy {
+	char name[64];
+	unsigned char *b;
+	size_t len;
+};
+static struct ringcopy g_rc[32];
+static unsigned g_nrc;
+
+static struct ringcopy *ring_copy(const char *name)
+{
+	for (unsigned i = 0; i < g_nrc; i++)
+		if (strcmp(g_rc[i].name, name) == 0)
+			return &g_rc[i];
+	if (g_nrc == 32)
+		return NULL;
+	struct ringcopy *c = &g_rc[g_nrc++];
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	c->b = NULL;
+	c->len = 0;
+	return c;
+}
+
+/* Logs the ring-* files of SHIM_DIR/rings (a PL_RINGSET, a PL_RING for
+ * each), then every page of theirs that changed since the last look (caller
+ * holds g_mu).  A page is read with pread, from the page cache, which is
+ * what the shared mappings write to: what writeback would take. */
 static void snapshot_rings(void)
 {
 	char dpath[PATH_MAX + 8];
@@ -404,7 +435,7 @@ static void snapshot_rings(void)
 	if (d) {
 		struct dirent *de;
 		while ((de = readdir(d)) != NULL && n < 32)
-			if (strncmp(de->d_name, "ring-", 5) == 0)
+			if (strncmp(de->d_name, "ring-", 5) == 0 && strlen(de->d_name) < 64)
 				names[n++] = strdup(de->d_name);
 		closedir(d);
 	}
@@ -438,10 +469,27 @@ static void snapshot_rings(void)
 	log_rec(PL_RINGSET, 0, 0, kept, NULL, 0, 0);
 	for (unsigned i = 0; i < kept; i++) {
 		size_t nl = strlen(names[i]);
-		struct iovec p[2] = {{names[i], nl}, {bufs[i], lens[i]}};
-		log_rec(PL_RING, 0, 0, nl, p, 2, nl + lens[i]);
+		struct iovec p = {names[i], nl};
+		log_rec(PL_RING, 0, lens[i], nl, &p, 1, nl);
+	}
+	for (unsigned i = 0; i < kept; i++) {
+		size_t nl = strlen(names[i]);
+		struct ringcopy *c = ring_copy(names[i]);
+		for (size_t off = 0; off < lens[i]; off += PL_PAGE) {
+			size_t len = lens[i] - off < PL_PAGE ? lens[i] - off : PL_PAGE;
+			if (c && off + len <= c->len && memcmp(c->b + off, bufs[i] + off, len) == 0)
+				continue;
+			struct iovec p[2] = {{names[i], nl}, {bufs[i] + off, len}};
+			log_rec(PL_RINGPAGE, 0, off / PL_PAGE, nl, p, 2, nl + len);
+		}
+		if (c) {
+			free(c->b);
+			c->b = bufs[i];
+			c->len = lens[i];
+		} else {
+			free(bufs[i]);
+		}
 		free(names[i]);
-		free(bufs[i]);
 	}
 }
 
@@ -451,16 +499,22 @@ static int do_sync(int fd, int (*fn)(int))
 	if (!fi.file)
 		return fn(fd);
 	pthread_mutex_lock(&g_mu);
+	/* the rings as they are when the sync is issued: a power loss before
+	 * it returns sees these pages at most */
+	if (g_rings)
+		snapshot_rings();
 	uint64_t start = g_seq; /* every write logged before this is covered */
 	pthread_mutex_unlock(&g_mu);
 	int r = fn(fd);
 	int e = errno;
 	if (r == 0) {
 		pthread_mutex_lock(&g_mu);
-		if (g_rings)
-			snapshot_rings();
 		log_rec(PL_SYNC, fi.file, 0, start, NULL, 0, 0);
 		g_points++;
+		/* and after: for the crash points that follow (the flusher moves
+		 * the tail only once its commit returned) */
+		if (g_rings)
+			snapshot_rings();
 		pthread_mutex_unlock(&g_mu);
 	}
 	errno = e;
@@ -506,6 +560,8 @@ unsigned long shim_mark(void)
 	pthread_mutex_lock(&g_mu);
 	unsigned long n = (unsigned long)g_points;
 	if (g_on) {
+		if (g_rings)
+			snapshot_rings(); /* the rings at the workload's promise */
 		log_rec(PL_MARK, 0, 0, 0, NULL, 0, 0);
 		g_points++;
 	}

@@ -8,7 +8,11 @@
 #     BUILD_DIR  default build (set up by scripts/setup.sh)
 #     LOG_DIR    default BUILD_DIR/soak-logs: one log per step
 #   SOAK_STEPS   which steps, default "scenario model badinput powerloss
-#                ioerr"; add "fuzz" to run tests/fuzz/run.sh (needs clang)
+#                ioerr lockstress"; add "fuzz" to run tests/fuzz/run.sh (needs
+#                clang)
+#   LOCK_STRESS_MINUTES  the lockstress step's length, default 30 (processes
+#                SIGKILLed within milliseconds, a watchdog for any stuck in
+#                the library: tests/soak/lockstress.c)
 #
 # Exit status 1 when any step failed; the table shows what each one tried
 # and lost.
@@ -18,7 +22,7 @@ src=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-build}
 case $build in /*) ;; *) build=$src/$build ;; esac
 logs=${2:-$build/soak-logs}
-steps=${SOAK_STEPS:-scenario model badinput powerloss ioerr}
+steps=${SOAK_STEPS:-scenario model badinput powerloss ioerr lockstress}
 mkdir -p "$logs"
 [ -f "$build/build.ninja" ] || { echo "soak: $build is not a build directory (run scripts/setup.sh)" >&2; exit 2; }
 ninja -C "$build" >/dev/null || { echo "soak: build failed" >&2; exit 2; }
@@ -52,6 +56,11 @@ for s in $steps; do
 		step ioerr meson test -C "$build" ioerr --print-errorlogs -v ;;
 	fuzz)
 		step fuzz bash "$src/tests/fuzz/run.sh" 60 ;;
+	lockstress)
+		shm=/tmp
+		[ -d /dev/shm ] && shm=/dev/shm
+		step lockstress "$build/tests/soak/lock-stress" --dir "$shm/lock-stress-$$" \
+			--seconds $((${LOCK_STRESS_MINUTES:-30} * 60)) --procs 3 ;;
 	*)
 		echo "soak: unknown step '$s'" >&2
 		exit 2 ;;

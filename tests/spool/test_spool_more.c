@@ -1,9 +1,14 @@
 /* test_spool_more.c — the LMDB map: it grows on demand, within one process
  * and when another process grew it first (MDB_MAP_RESIZED), and stops
  * growing at its cap, where the full policy answers; and spool_discard(),
- * the policy removal that is counted as an eviction, not an ack. */
+ * the policy removal that is counted as an eviction, not an ack; and
+ * writer.lock, which every write transaction and every read transaction's
+ * begin takes before LMDB's mutexes (issue 17). */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +191,83 @@ START_TEST(test_discard_counts_evictions)
 }
 END_TEST
 
+static void *kill_later(void *arg)
+{
+	tu_sleep(0.4);
+	kill(*(pid_t *)arg, SIGKILL);
+	return NULL;
+}
+
+/* A process holding writer.lock (bytes 0 and 1) holds up this process's
+ * write transactions and read begins; when it is killed, the kernel lets
+ * them go on. */
+START_TEST(test_writer_lock_orders_processes)
+{
+	char dir[256], lockp[300];
+	tu_mkdtemp(dir, sizeof(dir), "wlock");
+	struct spool_options o;
+	tu_opts(&o, SPOOL_SYNC);
+	struct spool *s = tu_open(dir, &o);
+	tu_append_ok(s, SPOOL_SEV_INFO, 1, 0);
+	tu_join(lockp, sizeof(lockp), dir, "writer.lock");
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = tu_fork();
+	if (pid == 0) {
+		int fd = open(lockp, O_RDWR | O_CLOEXEC);
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 2};
+		if (fd < 0 || fcntl(fd, F_OFD_SETLKW, &fl) != 0)
+			_exit(3);
+		char c = 'x';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(4);
+		sleep(60);
+		_exit(0);
+	}
+	char c;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	pthread_t th;
+	double t0 = tu_now();
+	ck_assert_int_eq(pthread_create(&th, NULL, kill_later, &pid), 0);
+	tu_append_ok(s, SPOOL_SEV_INFO, 1, 1); /* waits for the kill */
+	double waited = tu_now() - t0;
+	pthread_join(th, NULL);
+	tu_wait(pid);
+	ck_assert_msg(waited >= 0.35, "append went past a held writer.lock (%.3f s)", waited);
+	struct tu_rec *r;
+	size_t n = tu_read_all(s, false, &r);
+	ck_assert_uint_eq(n, 2);
+	tu_recs_free(r, n);
+	/* and byte 1 alone holds up a read's begin */
+	pid = tu_fork();
+	if (pid == 0) {
+		int fd = open(lockp, O_RDWR | O_CLOEXEC);
+		struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1};
+		if (fd < 0 || fcntl(fd, F_OFD_SETLKW, &fl) != 0)
+			_exit(3);
+		char x = 'x';
+		if (write(pfd[1], &x, 1) != 1)
+			_exit(4);
+		sleep(60);
+		_exit(0);
+	}
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	t0 = tu_now();
+	ck_assert_int_eq(pthread_create(&th, NULL, kill_later, &pid), 0);
+	n = tu_read_all(s, false, &r);
+	waited = tu_now() - t0;
+	pthread_join(th, NULL);
+	tu_wait(pid);
+	ck_assert_uint_eq(n, 2);
+	tu_recs_free(r, n);
+	ck_assert_msg(waited >= 0.35, "read went past a held writer.lock (%.3f s)", waited);
+	close(pfd[0]);
+	close(pfd[1]);
+	ck_assert_int_eq(spool_close(s), 0);
+	tu_rmrf(dir);
+}
+END_TEST
+
 static Suite *map_suite(void)
 {
 	Suite *su = suite_create("more");
@@ -198,6 +280,10 @@ static Suite *map_suite(void)
 	TCase *td = tcase_create("discard");
 	tcase_add_test(td, test_discard_counts_evictions);
 	suite_add_tcase(su, td);
+	TCase *tw = tcase_create("writer-lock");
+	tcase_set_timeout(tw, 60);
+	tcase_add_test(tw, test_writer_lock_orders_processes);
+	suite_add_tcase(su, tw);
 	return su;
 }
 
