@@ -65,7 +65,7 @@ enum agent_key {
 
 static const struct spool_tx_option agent_options[K_COUNT] = {
 	[K_SPOOL] = {"spool", T_STR, CONFIG_K_SPOOL, NULL, "MASTER_LOG_SPOOL_DIR", 0, 0, NULL,
-		     "spool directory (default: /var/spool/master-log for root, else "
+		     "spool directory (default: /var/spool/master-log for root and group master-log, else "
 		     "~/.local/state/master-log/spool)"},
 	[K_TRANSPORTS] = {"transports", T_LIST, CONFIG_K_NAMES, "http_batch,http_single", NULL, 0, 0, NULL,
 			  "transport chain, first first; each falls back to the next (built in: http_batch, "

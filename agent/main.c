@@ -193,20 +193,40 @@ static void describe(const struct runtime *rt, struct agent_log *log, const char
 		agent_log(log, LOG_WARNING, "%s", TLS_OFF_WARNING);
 }
 
-/* Warns about a spool that others may write: the directory and the files
- * in it (and in rings/) should be the owner's alone (0700, 0600). */
-static void check_spool_modes(struct agent_log *log, const char *dir, int depth)
+/* Warns about a spool that others may write.  A private spool's directory
+ * and files (and those in rings/) are the owner's alone (0700, 0600).  A
+ * shared spool (its directory setgid and group-writable, like the system
+ * spool's 2770 root:master-log) is meant to be written by its group: a path
+ * in it is warned about when others may write it, or a group other than the
+ * directory's. */
+static void check_spool_modes(struct agent_log *log, const char *dir, int depth, const struct stat *top)
 {
 	struct stat st;
 	if (lstat(dir, &st) != 0)
 		return;
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
+	if (!top)
+		top = &st;
+	bool shared = (top->st_mode & S_ISGID) && (top->st_mode & S_IWGRP);
+	const char *what = depth ? "file" : "directory";
+	unsigned mode = (unsigned)(st.st_mode & 07777);
+	if (st.st_mode & S_IWOTH)
 		agent_log(log, LOG_WARNING,
-			  "spool %s %s is writable by %s (mode %04o): other users can add, change or delete "
-			  "events; chmod %s %s",
-			  depth ? "file" : "directory", dir,
-			  (st.st_mode & S_IWOTH) ? "everyone" : "its group", (unsigned)(st.st_mode & 07777),
-			  S_ISDIR(st.st_mode) ? "700" : "600", dir);
+			  "spool %s %s is writable by everyone (mode %04o): other users can add, change or "
+			  "delete events; chmod %s %s (%s for a spool shared by a group)",
+			  what, dir, mode, S_ISDIR(st.st_mode) ? "700" : "600", dir,
+			  S_ISDIR(st.st_mode) ? "2770" : "660");
+	else if ((st.st_mode & S_IWGRP) && !shared)
+		agent_log(log, LOG_WARNING,
+			  "spool %s %s is writable by its group (mode %04o): other users can add, change or "
+			  "delete events; chmod %s %s (or share the spool with a group: chgrp GROUP, chmod "
+			  "2770 on the directory)",
+			  what, dir, mode, S_ISDIR(st.st_mode) ? "700" : "600", dir);
+	else if ((st.st_mode & S_IWGRP) && st.st_gid != top->st_gid)
+		agent_log(log, LOG_WARNING,
+			  "spool %s %s is writable by group %u (mode %04o), not by the shared spool's group "
+			  "%u: chgrp %u %s",
+			  what, dir, (unsigned)st.st_gid, mode, (unsigned)top->st_gid, (unsigned)top->st_gid,
+			  dir);
 	if (!S_ISDIR(st.st_mode) || depth > 1)
 		return;
 	DIR *d = opendir(dir);
@@ -218,7 +238,7 @@ static void check_spool_modes(struct agent_log *log, const char *dir, int depth)
 			continue;
 		char p[4200];
 		if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < (int)sizeof(p))
-			check_spool_modes(log, p, depth + 1);
+			check_spool_modes(log, p, depth + 1, top);
 	}
 	closedir(d);
 }
@@ -630,7 +650,7 @@ int main(int argc, char **argv)
 	}
 	agent_log_open(&log, config_log_level(rt->cfg.log_level), strcmp(rt->cfg.log_target, "syslog") == 0);
 	agent_log_set_secret(&log, rt->secret);
-	check_spool_modes(&log, rt->cfg.spool, 0);
+	check_spool_modes(&log, rt->cfg.spool, 0, NULL);
 
 	struct spool_options so;
 	spool_options_init(&so);

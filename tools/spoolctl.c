@@ -43,7 +43,7 @@ static void usage(FILE *f)
 	           "\n"
 	           "Options:\n"
 	           "  --spool DIR  spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
-	           "               /var/spool/master-log for root, else\n"
+	           "               /var/spool/master-log for root and group master-log, else\n"
 	           "               ~/.local/state/master-log/spool)\n"
 	           "  -h, --help   this text (and `spoolctl COMMAND --help`)\n"
 	           "\n"
