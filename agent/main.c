@@ -25,6 +25,8 @@
 #include "config.h"
 #include "drain.h"
 #include "log.h"
+#include "metrics.h"
+#include "prom.h"
 #include "window.h"
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
@@ -242,6 +244,18 @@ static void check_spool_modes(struct agent_log *log, const char *dir, int depth,
 	}
 	closedir(d);
 }
+
+#ifdef SPOOL_HAVE_METRICS
+/* The address part of metrics_listen, for the log line. */
+static const char *listen_host(const char *listen)
+{
+	static char host[64];
+	const char *b = listen[0] == '[' ? listen + 1 : listen;
+	const char *e = listen[0] == '[' ? strchr(b, ']') : strrchr(b, ':');
+	snprintf(host, sizeof(host), "%.*s", e ? (int)(e - b) : (int)strlen(b), b);
+	return host;
+}
+#endif
 
 static bool stop_pending(void *ctx)
 {
@@ -643,6 +657,8 @@ int main(int argc, char **argv)
 	struct spool *s = NULL;
 	struct drain *d = NULL;
 	int wfd = -1;
+	static struct prom_requests req_stats;
+	struct metrics_server *metrics = NULL;
 	if (runtime_load(rt, path, &ov, &log, true, err, sizeof(err))) {
 		fprintf(stderr, "spool-agent: %s\n", err);
 		free(rt);
@@ -684,6 +700,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	drain_set_cancel(d, stop_pending, NULL);
+	drain_set_requests(d, &req_stats);
+	if (rt->cfg.metrics_listen && *rt->cfg.metrics_listen) {
+#ifdef SPOOL_HAVE_METRICS
+		if (metrics_start(rt->cfg.metrics_listen, rt->cfg.spool, &req_stats, &metrics, err, sizeof(err)) == 0)
+			agent_log(&log, LOG_INFO, "metrics: serving http://%s%s%s:%u/metrics",
+				  strchr(rt->cfg.metrics_listen, '[') ? "[" : "", listen_host(rt->cfg.metrics_listen),
+				  strchr(rt->cfg.metrics_listen, '[') ? "]" : "", metrics_port(metrics));
+		else
+			agent_log(&log, LOG_ERR, "%s; draining without metrics", err);
+#else
+		agent_log(&log, LOG_ERR,
+			  "metrics_listen: this spool-agent was built without libmicrohttpd; draining without "
+			  "metrics (spoolctl status --prometheus prints the spool's figures)");
+#endif
+	}
 	describe(rt, &log, once ? "draining once" : "started");
 	struct send_window sw;
 	send_window_load(&sw, &rt->cfg, &log);
@@ -772,6 +803,9 @@ int main(int argc, char **argv)
 				free(nrt);
 				continue;
 			}
+			if (strcmp(nrt->cfg.metrics_listen ? nrt->cfg.metrics_listen : "",
+				   rt->cfg.metrics_listen ? rt->cfg.metrics_listen : "") != 0)
+				agent_log(&log, LOG_WARNING, "SIGHUP: a new metrics_listen takes a restart");
 			if (strcmp(nrt->cfg.spool, rt->cfg.spool) != 0)
 				agent_log(&log, LOG_WARNING, "SIGHUP: a new spool (%s) takes a restart; still draining %s",
 					  nrt->cfg.spool, rt->cfg.spool);
@@ -809,6 +843,11 @@ int main(int argc, char **argv)
 		agent_log(&log, LOG_INFO, "stopping on signal");
 	}
 out:
+#ifdef SPOOL_HAVE_METRICS
+	metrics_stop(metrics);
+#else
+	(void)metrics;
+#endif
 	drain_destroy(d);
 	if (wfd >= 0)
 		close(wfd);
