@@ -42,9 +42,18 @@ static void env_in_child(struct spool_fork_node *node)
 	}
 }
 
+static int precreate_shared(const char *dir);
+
 static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 {
-	int rc;
+	/* a lock.mdb removed since the spool was made (by hand, by a cleanup)
+	 * comes back with the shared mode too, not with LMDB's and the umask */
+	int rc = precreate_shared(env->dir);
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot create the spool files: %s", env->dir,
+			   strerror(-rc));
+		return rc;
+	}
 	/* Default flags: full sync on every commit.  Never MDB_NOSYNC,
 	 * MDB_NOMETASYNC or MDB_WRITEMAP (see LMDB-NOTES.md).  MDB_NOTLS: read
 	 * transactions are tied to the transaction, not the thread. */

@@ -148,6 +148,13 @@ kill "$AGPID"
 wait "$AGPID"
 AGPID=
 grep -q "outsider" "$T/out.jsonl" && fail "an outsider's event reached the shared spool"
+# a lock.mdb removed while nobody had the spool open (by hand, a cleanup)
+# comes back group-writable, whoever opens first and whatever the umask
+rm -f "$SP/lock.mdb"
+as_member "$P1" 077 "$MLOG" "after the lock file went" || fail "mlog after lock.mdb was removed"
+m=$(stat -c '%a %g' "$SP/lock.mdb")
+[ "$m" = "660 $G" ] || fail "lock.mdb made again as $m, not 660 $G"
+as_member "$P2" 022 "$MLOG" "the other member after" || fail "uid $P2 cannot log after uid $P1 made lock.mdb"
 st=$("$SPOOLCTL" --spool "$SP" status --json) || fail "spoolctl status"
-echo "$st" | grep -q '"pending": *0[,}]' || fail "events left: $st"
+echo "$st" | grep -q '"pending": *2[,}]' || fail "not the 2 events logged after the agent stopped: $st"
 echo "ok: $((2 * N + 2)) events from uids $P1 and $P2 drained by uid $AG; $nfiles files checked; uid $OUT refused"
