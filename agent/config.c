@@ -3,7 +3,9 @@
  * tables of the same row type (struct spool_tx_option), read by the same
  * code: parsing, defaults and `spool-agent --help-config` all come from the
  * tables. */
+#include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
 #include <yaml.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -60,12 +62,13 @@ enum agent_key {
 	K_META_INTERVAL,
 	K_LOG_LEVEL,
 	K_LOG_TARGET,
+	K_METRICS_LISTEN,
 	K_COUNT
 };
 
 static const struct spool_tx_option agent_options[K_COUNT] = {
 	[K_SPOOL] = {"spool", T_STR, CONFIG_K_SPOOL, NULL, "MASTER_LOG_SPOOL_DIR", 0, 0, NULL,
-		     "spool directory (default: /var/spool/master-log for root, else "
+		     "spool directory (default: /var/spool/master-log for root and group master-log, else "
 		     "~/.local/state/master-log/spool)"},
 	[K_TRANSPORTS] = {"transports", T_LIST, CONFIG_K_NAMES, "http_batch,http_single", NULL, 0, 0, NULL,
 			  "transport chain, first first; each falls back to the next (built in: http_batch, "
@@ -124,6 +127,10 @@ static const struct spool_tx_option agent_options[K_COUNT] = {
 			 "error, warning, info or debug"},
 	[K_LOG_TARGET] = {"log.target", T_STR, CONFIG_K_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog",
 			  "stderr or syslog"},
+	[K_METRICS_LISTEN] = {"metrics_listen", T_STR, CONFIG_K_LISTEN, NULL, "MASTER_LOG_METRICS_LISTEN", 0, 0,
+			      NULL,
+			      "serve Prometheus metrics at http://ADDR:PORT/metrics; a loopback address only, "
+			      "127.0.0.1:PORT or [::1]:PORT (e.g. 127.0.0.1:9464); absent: off"},
 };
 
 /* ---- every key: the sections' rows under their full names ---- */
@@ -679,6 +686,14 @@ static int check_string(struct loadctx *lc, const struct key *k)
 			return kerr(lc, k, "%s", why);
 		return 0;
 	}
+	case CONFIG_K_LISTEN: {
+		char why[300];
+		struct sockaddr_storage sa;
+		socklen_t salen;
+		if (*v && config_parse_listen(v, &sa, &salen, why, sizeof(why)) != 0)
+			return kerr(lc, k, "%s", why);
+		return 0;
+	}
 	default:
 		return 0;
 	}
@@ -817,6 +832,7 @@ static void fill_fields(struct agent_config *cfg)
 	cfg->meta_interval = v[K_META_INTERVAL].number;
 	cfg->log_level = (char *)v[K_LOG_LEVEL].text;
 	cfg->log_target = (char *)v[K_LOG_TARGET].text;
+	cfg->metrics_listen = (char *)v[K_METRICS_LISTEN].text;
 }
 
 static int set_override(struct loadctx *lc, const char *key, const char *opt, const char *val)
@@ -989,6 +1005,65 @@ void config_redact_key(const char *key, char *buf, size_t len)
 		snprintf(buf, len, "(set, %zu characters)", n);
 	else
 		snprintf(buf, len, "...%s", key + n - 4);
+}
+
+int config_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen, char *why,
+			size_t whylen)
+{
+	char host[64];
+	const char *colon;
+	memset(sa, 0, sizeof(*sa));
+	if (text[0] == '[') {
+		const char *close = strchr(text, ']');
+		if (!close || close[1] != ':' || (size_t)(close - text - 1) >= sizeof(host)) {
+			snprintf(why, whylen, "'%.100s': expected [::1]:PORT", text);
+			return -1;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(close - text - 1), text + 1);
+		colon = close + 1;
+	} else {
+		colon = strrchr(text, ':');
+		if (!colon || (size_t)(colon - text) >= sizeof(host) || memchr(text, ':', (size_t)(colon - text))) {
+			snprintf(why, whylen, "'%.100s': expected ADDR:PORT, e.g. 127.0.0.1:9464 or [::1]:9464",
+				 text);
+			return -1;
+		}
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - text), text);
+	}
+	char *end;
+	errno = 0;
+	long port = strtol(colon + 1, &end, 10);
+	if (!isdigit((unsigned char)colon[1]) || *end || errno || port < 0 || port > 65535) {
+		snprintf(why, whylen, "'%.100s': port '%.20s' is not a number from 0 to 65535", text, colon + 1);
+		return -1;
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		if ((ntohl(s4->sin_addr.s_addr) >> 24) != 127)
+			goto not_loopback;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*salen = sizeof(*s4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr))
+			goto not_loopback;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*salen = sizeof(*s6);
+		return 0;
+	}
+	snprintf(why, whylen, "'%.100s': '%s' is not a numeric address (127.0.0.1 or [::1])", text, host);
+	return -1;
+not_loopback:
+	snprintf(why, whylen,
+		 "'%.100s': %s is not a loopback address; the metrics have no authentication, so only "
+		 "127.0.0.0/8 or ::1 is served (scrape from another host through a proxy or an SSH "
+		 "tunnel, or use `spoolctl status --prometheus` with node_exporter)",
+		 text, host);
+	return -1;
 }
 
 double config_parse_rate(const char *text, char *why, size_t whylen)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 #include <spool/transport.h>
 
@@ -53,6 +54,7 @@ struct agent_config {
 	double meta_interval;
 	char *log_level;
 	char *log_target;
+	char *metrics_listen; /* NULL or "": no metrics endpoint */
 	/* the chain, resolved: built in, or loaded from a shared object */
 	struct plugin plugins[AGENT_MAX_TRANSPORTS];
 	/* the sections: [0] the agent's own keys, then the built-in
@@ -112,6 +114,7 @@ enum config_kind {
 	CONFIG_K_NAMES = 101, /* a list of transport names */
 	CONFIG_K_RATE = 102,  /* bytes per second: 62500, 500k, 1.5M */
 	CONFIG_K_WINDOWS = 103, /* send windows (agent/window.h) */
+	CONFIG_K_LISTEN = 104,	/* a loopback ADDR:PORT (metrics_listen) */
 };
 
 struct config_key_info {
@@ -141,6 +144,12 @@ void config_redact_key(const char *key, char *buf, size_t len);
  * second) -> bytes per second; NULL or "0" -> 0.  -1 with why filled
  * (when given) for anything else. */
 double config_parse_rate(const char *text, char *why, size_t whylen);
+/* metrics_listen: a loopback address and a port, "127.0.0.1:9464" (any of
+ * 127.0.0.0/8) or "[::1]:9464"; port 0 picks a free one.  Fills *sa and
+ * *salen; 0, or -1 with a sentence in why.  Any other address is refused:
+ * the endpoint has no authentication. */
+int config_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *salen, char *why,
+			size_t whylen);
 
 /* Log levels by name: "error", "warning", "info", "debug" -> syslog level. */
 int config_log_level(const char *name);

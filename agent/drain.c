@@ -13,6 +13,7 @@
 #include "backoff.h"
 #include "codec/json.h"
 #include "drain.h"
+#include "prom.h"
 
 #define MAX_LINKS 8
 #define MAX_RETRY_AFTER 86400.0
@@ -92,6 +93,7 @@ struct drain {
 	double max_retry_after;
 
 	/* figures */
+	struct prom_requests *req_stats; /* NULL: not counted */
 	struct drain_counters c;
 	double spe;	/* moving average send seconds per event; < 0 unknown */
 	double last_success; /* wall clock */
@@ -171,6 +173,11 @@ void drain_set_cancel(struct drain *d, bool (*cancelled)(void *ctx), void *ctx)
 const struct drain_counters *drain_counters(const struct drain *d)
 {
 	return &d->c;
+}
+
+void drain_set_requests(struct drain *d, struct prom_requests *r)
+{
+	d->req_stats = r;
 }
 
 size_t drain_in_flight(const struct drain *d)
@@ -640,6 +647,7 @@ static void finished(struct drain *d, struct spool_tx_request *r, double now)
 	struct req *q = r->host;
 	d->open--;
 	d->open_on[q->link]--;
+	prom_request_finished(d->req_stats, now - q->started);
 	answered(d, q, now);
 	q->b->open--;
 	free(q);
@@ -668,8 +676,10 @@ static int start(struct drain *d, struct req *q, double now)
 	d->open_on[q->link]++;
 	if (d->open > d->c.max_in_flight)
 		d->c.max_in_flight = d->open;
+	prom_request_started(d->req_stats);
 	int rc = l->tx->send ? l->tx->send(l->state, &q->r) : l->tx->submit(l->state, &q->r);
 	if (rc == -EBUSY && !l->tx->send) {
+		prom_request_unstarted(d->req_stats);
 		d->open--;
 		d->open_on[q->link]--;
 		d->c.requests--;

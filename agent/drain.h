@@ -89,6 +89,11 @@ int drain_reconfigure(struct drain *d, const struct drain_params *p, const struc
  * events not sent stay in the spool; those in flight finish). */
 void drain_set_cancel(struct drain *d, bool (*cancelled)(void *ctx), void *ctx);
 
+/* Counts the requests (in flight, latency) into *r, read by another thread
+ * (the metrics endpoint); r must outlive the drain.  NULL stops counting. */
+struct prom_requests;
+void drain_set_requests(struct drain *d, struct prom_requests *r);
+
 /* Paused (send windows closed): starts no request, reads nothing; the
  * requests in flight finish and are settled by drain_step() as usual,
  * which returns DRAIN_IDLE once none is open.  Resuming starts from the

@@ -26,6 +26,8 @@
 #include "drain.h"
 #include "log.h"
 #include "project_version.h"
+#include "metrics.h"
+#include "prom.h"
 #include "window.h"
 
 enum { EXIT_CONFIG = 2, EXIT_REMAIN = 3 };
@@ -194,20 +196,40 @@ static void describe(const struct runtime *rt, struct agent_log *log, const char
 		agent_log(log, LOG_WARNING, "%s", TLS_OFF_WARNING);
 }
 
-/* Warns about a spool that others may write: the directory and the files
- * in it (and in rings/) should be the owner's alone (0700, 0600). */
-static void check_spool_modes(struct agent_log *log, const char *dir, int depth)
+/* Warns about a spool that others may write.  A private spool's directory
+ * and files (and those in rings/) are the owner's alone (0700, 0600).  A
+ * shared spool (its directory setgid and group-writable, like the system
+ * spool's 2770 root:master-log) is meant to be written by its group: a path
+ * in it is warned about when others may write it, or a group other than the
+ * directory's. */
+static void check_spool_modes(struct agent_log *log, const char *dir, int depth, const struct stat *top)
 {
 	struct stat st;
 	if (lstat(dir, &st) != 0)
 		return;
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
+	if (!top)
+		top = &st;
+	bool shared = (top->st_mode & S_ISGID) && (top->st_mode & S_IWGRP);
+	const char *what = depth ? "file" : "directory";
+	unsigned mode = (unsigned)(st.st_mode & 07777);
+	if (st.st_mode & S_IWOTH)
 		agent_log(log, LOG_WARNING,
-			  "spool %s %s is writable by %s (mode %04o): other users can add, change or delete "
-			  "events; chmod %s %s",
-			  depth ? "file" : "directory", dir,
-			  (st.st_mode & S_IWOTH) ? "everyone" : "its group", (unsigned)(st.st_mode & 07777),
-			  S_ISDIR(st.st_mode) ? "700" : "600", dir);
+			  "spool %s %s is writable by everyone (mode %04o): other users can add, change or "
+			  "delete events; chmod %s %s (%s for a spool shared by a group)",
+			  what, dir, mode, S_ISDIR(st.st_mode) ? "700" : "600", dir,
+			  S_ISDIR(st.st_mode) ? "2770" : "660");
+	else if ((st.st_mode & S_IWGRP) && !shared)
+		agent_log(log, LOG_WARNING,
+			  "spool %s %s is writable by its group (mode %04o): other users can add, change or "
+			  "delete events; chmod %s %s (or share the spool with a group: chgrp GROUP, chmod "
+			  "2770 on the directory)",
+			  what, dir, mode, S_ISDIR(st.st_mode) ? "700" : "600", dir);
+	else if ((st.st_mode & S_IWGRP) && st.st_gid != top->st_gid)
+		agent_log(log, LOG_WARNING,
+			  "spool %s %s is writable by group %u (mode %04o), not by the shared spool's group "
+			  "%u: chgrp %u %s",
+			  what, dir, (unsigned)st.st_gid, mode, (unsigned)top->st_gid, (unsigned)top->st_gid,
+			  dir);
 	if (!S_ISDIR(st.st_mode) || depth > 1)
 		return;
 	DIR *d = opendir(dir);
@@ -219,10 +241,22 @@ static void check_spool_modes(struct agent_log *log, const char *dir, int depth)
 			continue;
 		char p[4200];
 		if (snprintf(p, sizeof(p), "%s/%s", dir, e->d_name) < (int)sizeof(p))
-			check_spool_modes(log, p, depth + 1);
+			check_spool_modes(log, p, depth + 1, top);
 	}
 	closedir(d);
 }
+
+#ifdef SPOOL_HAVE_METRICS
+/* The address part of metrics_listen, for the log line. */
+static const char *listen_host(const char *listen)
+{
+	static char host[64];
+	const char *b = listen[0] == '[' ? listen + 1 : listen;
+	const char *e = listen[0] == '[' ? strchr(b, ']') : strrchr(b, ':');
+	snprintf(host, sizeof(host), "%.*s", e ? (int)(e - b) : (int)strlen(b), b);
+	return host;
+}
+#endif
 
 static bool stop_pending(void *ctx)
 {
@@ -625,6 +659,8 @@ int main(int argc, char **argv)
 	struct spool *s = NULL;
 	struct drain *d = NULL;
 	int wfd = -1;
+	static struct prom_requests req_stats;
+	struct metrics_server *metrics = NULL;
 	if (runtime_load(rt, path, &ov, &log, true, err, sizeof(err))) {
 		fprintf(stderr, "spool-agent: %s\n", err);
 		free(rt);
@@ -632,7 +668,7 @@ int main(int argc, char **argv)
 	}
 	agent_log_open(&log, config_log_level(rt->cfg.log_level), strcmp(rt->cfg.log_target, "syslog") == 0);
 	agent_log_set_secret(&log, rt->secret);
-	check_spool_modes(&log, rt->cfg.spool, 0);
+	check_spool_modes(&log, rt->cfg.spool, 0, NULL);
 
 	struct spool_options so;
 	spool_options_init(&so);
@@ -666,6 +702,21 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	drain_set_cancel(d, stop_pending, NULL);
+	drain_set_requests(d, &req_stats);
+	if (rt->cfg.metrics_listen && *rt->cfg.metrics_listen) {
+#ifdef SPOOL_HAVE_METRICS
+		if (metrics_start(rt->cfg.metrics_listen, rt->cfg.spool, &req_stats, &metrics, err, sizeof(err)) == 0)
+			agent_log(&log, LOG_INFO, "metrics: serving http://%s%s%s:%u/metrics",
+				  strchr(rt->cfg.metrics_listen, '[') ? "[" : "", listen_host(rt->cfg.metrics_listen),
+				  strchr(rt->cfg.metrics_listen, '[') ? "]" : "", metrics_port(metrics));
+		else
+			agent_log(&log, LOG_ERR, "%s; draining without metrics", err);
+#else
+		agent_log(&log, LOG_ERR,
+			  "metrics_listen: this spool-agent was built without libmicrohttpd; draining without "
+			  "metrics (spoolctl status --prometheus prints the spool's figures)");
+#endif
+	}
 	describe(rt, &log, once ? "draining once" : "started");
 	struct send_window sw;
 	send_window_load(&sw, &rt->cfg, &log);
@@ -754,6 +805,9 @@ int main(int argc, char **argv)
 				free(nrt);
 				continue;
 			}
+			if (strcmp(nrt->cfg.metrics_listen ? nrt->cfg.metrics_listen : "",
+				   rt->cfg.metrics_listen ? rt->cfg.metrics_listen : "") != 0)
+				agent_log(&log, LOG_WARNING, "SIGHUP: a new metrics_listen takes a restart");
 			if (strcmp(nrt->cfg.spool, rt->cfg.spool) != 0)
 				agent_log(&log, LOG_WARNING, "SIGHUP: a new spool (%s) takes a restart; still draining %s",
 					  nrt->cfg.spool, rt->cfg.spool);
@@ -791,6 +845,11 @@ int main(int argc, char **argv)
 		agent_log(&log, LOG_INFO, "stopping on signal");
 	}
 out:
+#ifdef SPOOL_HAVE_METRICS
+	metrics_stop(metrics);
+#else
+	(void)metrics;
+#endif
 	drain_destroy(d);
 	if (wfd >= 0)
 		close(wfd);

@@ -9,7 +9,7 @@ PACKAGES=(
   meson ninja-build pkg-config gcc libc6-dev
   liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libcurl4-openssl-dev
   check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
-  util-linux curl strace fiu-utils openssl
+  util-linux curl strace fiu-utils openssl python3-prometheus-client
   iproute2 scdoc man-db groff-base
 )
 

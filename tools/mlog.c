@@ -55,7 +55,7 @@ static void usage(FILE *f)
 		"                       MASTER_LOG_API_KEY) instead of spooling it; an event\n"
 		"                       the server cannot take now is spooled instead\n"
 		"      --spool DIR      spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
-		"                       /var/spool/master-log for root, else\n"
+		"                       /var/spool/master-log for root and group master-log, else\n"
 		"                       ~/.local/state/master-log/spool)\n"
 		"  -h, --help           this text\n"
 		"      --version        print the version\n"

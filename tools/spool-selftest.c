@@ -25,7 +25,7 @@ static void usage(FILE *f)
 		"2 for a usage error.\n"
 		"\n"
 		"  --spool DIR         spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
-		"                      /var/spool/master-log for root, else\n"
+		"                      /var/spool/master-log for root and group master-log, else\n"
 		"                      ~/.local/state/master-log/spool)\n"
 		"  --durability MODE   sync, commit (default) or buffered\n"
 		"  --events N          how many events (default 1000, at most 10000000)\n"

@@ -20,6 +20,7 @@
 #include <spool/spool.h>
 
 #include "project_version.h"
+#include "prom.h"
 #include "spoolctl.h"
 #include "window.h"
 
@@ -29,7 +30,7 @@ static void usage(FILE *f)
 	fprintf(f, "Usage: spoolctl [--spool DIR] COMMAND [OPTIONS]\n"
 	           "\n"
 	           "Commands:\n"
-	           "  status [--json]                  backlog, counters, agent, send rate\n"
+	           "  status [--json|--prometheus]     backlog, counters, agent, send rate\n"
 	           "  peek [-n N] [--json] [--severity S] [--since TIME]\n"
 	           "                                   the oldest pending events\n"
 	           "  dead list [--json]               dead letters with status and reason\n"
@@ -44,7 +45,7 @@ static void usage(FILE *f)
 	           "\n"
 	           "Options:\n"
 	           "  --spool DIR  spool directory (default: MASTER_LOG_SPOOL_DIR, else\n"
-	           "               /var/spool/master-log for root, else\n"
+	           "               /var/spool/master-log for root and group master-log, else\n"
 	           "               ~/.local/state/master-log/spool)\n"
 	           "  -h, --help   this text (and `spoolctl COMMAND --help`)\n"
 	           "  --version    print the version\n"
@@ -419,30 +420,55 @@ static int cmd_status(struct spool *s, bool json)
 	return 0;
 }
 
+static int cmd_status_prometheus(struct spool *s)
+{
+	struct spool_stats st;
+	int rc = spool_stats(s, &st);
+	if (rc) {
+		fprintf(stderr, "spoolctl: %s: cannot read the figures: %s\n", spool_dir(s),
+		        spool_strerror(rc));
+		return 1;
+	}
+	if (prom_write(stdout, &st, NULL) != 0) {
+		fprintf(stderr, "spoolctl: status: cannot write: %s\n", strerror(errno));
+		return 1;
+	}
+	return 0;
+}
+
 static const char STATUS_HELP[] =
-    "Usage: spoolctl [--spool DIR] status [--json]\n\n"
+    "Usage: spoolctl [--spool DIR] status [--json|--prometheus]\n\n"
     "Shows the spool's backlog, counters and agent; --json prints one\n"
     "object with the keys pending, pending_bytes, oldest_age_seconds, dead,\n"
     "appended_total, acked_total, dead_total, evicted_total, dropped_total,\n"
     "agent_running, last_success, last_error, send_windows, sending_now (and a\n"
-    "few more).\n"
+    "few more).  --prometheus prints the spool's figures in the Prometheus\n"
+    "text format, as the agent's metrics_listen serves them (for\n"
+    "node_exporter's textfile collector: write to a temporary file, then\n"
+    "rename it into the collector's folder).\n"
     "Exit status: 0, 1 when the spool cannot be read, 2 for a usage error.\n";
 
 static int run_status(int argc, char **argv, const char *dir)
 {
-	bool json = false;
+	bool json = false, prometheus = false;
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--json") == 0) {
 			json = true;
+		} else if (strcmp(argv[i], "--prometheus") == 0) {
+			prometheus = true;
 		} else {
 			fprintf(stderr, "spoolctl: status: unknown option '%s'\n", argv[i]);
 			return EXIT_USAGE;
 		}
 	}
+	if (json && prometheus) {
+		fprintf(stderr, "spoolctl: status: --json and --prometheus exclude each other\n");
+		return EXIT_USAGE;
+	}
 	struct spool *s = open_spool(dir, false);
 	if (!s)
 		return EXIT_FAIL;
-	int status = cmd_status(s, json);
+	int status = prometheus ? cmd_status_prometheus(s) : cmd_status(s, json);
 	spool_close(s);
 	return status;
 }

@@ -106,7 +106,15 @@ struct mlog_result {
 	                                   */
 	bool queued;                      /* the event sits in the spool for the agent */
 	bool accepted; /* the spool or the server took the event (false: dropped or rejected) */
-	char error[MLOG_ERROR_MAX]; /* "" when ok and nothing to report */
+	char error[MLOG_ERROR_MAX]; /* "" when ok and nothing to report; a longer
+	                             * sentence keeps its start and end, joined
+	                             * by " ... " */
+	/* mlog_flush(): events of this process, logged since its previous
+	 * flush, that the server rejected for good (moved to the dead letters;
+	 * ok is then false).  A later addition, placed in what was the
+	 * struct's tail padding: its size and every other field are as they
+	 * were, so programs built before it work unchanged. */
+	uint16_t dead_lettered;
 };
 
 /* Per-event options, all optional (zero: none / default).  A call refuses
@@ -201,7 +209,9 @@ MLOG_API struct mlog_result mlog_ex_v(const struct mlog_opts *opts, const char *
 /* Waits until every event this process logged before the call has left
  * the spool (acknowledged by the server through spool-agent, or
  * dead-lettered), or timeout_seconds passed (ok false; error says how many
- * are still pending, and why when known).  Starts spool-agent first when
+ * are still pending, and why when known).  When some of this process's
+ * events were dead-lettered (rejected for good) since its previous flush,
+ * ok is false, dead_lettered counts them and error says so.  Starts spool-agent first when
  * none runs (spawn_agent); when none runs and none can be started (not
  * found, refused its settings) it fails at once, saying why.  With no
  * endpoint, or spawn_agent off, and no agent running it times out. */

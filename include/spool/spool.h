@@ -118,16 +118,27 @@ SPOOL_API const char *spool_durability_name(enum spool_durability d);
 SPOOL_API int spool_severity_parse(const char *text, int *out);
 SPOOL_API const char *spool_severity_name(int severity);
 
+/* The system spool, shared by every service of the host: owned by group
+ * master-log, mode 2770.  MASTER_LOG_SYSTEM_SPOOL_DIR (an absolute path)
+ * stands in for it, for tests and relocated installs. */
+#define SPOOL_SYSTEM_DIR "/var/spool/master-log"
+
 /* The spool directory every program uses when none is given: the
- * MASTER_LOG_SPOOL_DIR environment variable; else, for root,
- * /var/spool/master-log; else $XDG_STATE_HOME/master-log/spool, else
- * $HOME/.local/state/master-log/spool.  Writes it into buf; -ENAMETOOLONG if
- * it does not fit, -ENOENT if no rule applies. */
+ * MASTER_LOG_SPOOL_DIR environment variable; else, for root and for any
+ * process that may write the system spool (a member of its group),
+ * SPOOL_SYSTEM_DIR; else, a private spool: $XDG_STATE_HOME/master-log/spool,
+ * else $HOME/.local/state/master-log/spool.  Writes it into buf;
+ * -ENAMETOOLONG if it does not fit, -ENOENT if no rule applies. */
 SPOOL_API int spool_default_dir(char *buf, size_t len);
 
 struct spool;
 
 /* Opens (creating with mode 0700, files 0600) the spool directory `dir`.
+ * A directory that is setgid and group-writable (the system spool, 2770) is
+ * shared: every file and directory the library makes in it is 0660 / 2770
+ * whatever the umask, and keeps the directory's group.  A process that may
+ * not use the directory gets -EACCES and a sentence naming the group to
+ * join.
  * opt may be NULL for the defaults.  On failure *out is NULL and, when errbuf
  * is not NULL, errbuf holds a sentence naming the path and the problem.
  * Opening recovers the rings of dead processes and clears stale reader slots.

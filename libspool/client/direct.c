@@ -111,7 +111,7 @@ enum mlog_direct_outcome mlog_direct_send(struct mlog_direct *d, const void *mp,
 	enum mlog_direct_outcome result = MLOG_DIRECT_KEEP;
 	int rc = spool_event_to_json(mp, len, NULL, &d->body);
 	if (rc) {
-		snprintf(r->error, sizeof(r->error), "cannot encode the event as JSON: %s", strerror(-rc));
+		mlog_set_error(r, "cannot encode the event as JSON: %s", strerror(-rc));
 		goto done;
 	}
 	struct spool_tx_event ev = {.json = d->body.data, .json_len = d->body.len};
@@ -129,7 +129,7 @@ enum mlog_direct_outcome mlog_direct_send(struct mlog_direct *d, const void *mp,
 	while (rc == 0 && (rc = spool_tx_http_single.poll(d->state, 3600, &done, 1)) == 0)
 		;
 	if (rc < 0) {
-		snprintf(r->error, sizeof(r->error), "cannot send: %s", strerror(-rc));
+		mlog_set_error(r, "cannot send: %s", strerror(-rc));
 		goto done;
 	}
 	r->status_code = o.status;
@@ -141,15 +141,14 @@ enum mlog_direct_outcome mlog_direct_send(struct mlog_direct *d, const void *mp,
 		break;
 	case SPOOL_TX_REJECTED:
 		result = MLOG_DIRECT_REJECTED;
-		snprintf(r->error, sizeof(r->error), "rejected by the server (%d): %.200s", o.status,
+		mlog_set_error(r, "rejected by the server (%d): %s", o.status,
 		         o.reason[0] ? o.reason : "no detail");
 		break;
 	default:
 		r->status_code = req.status.status;
-		snprintf(r->error, sizeof(r->error), "%s",
-		         req.status.status ? req.status.message : "server not reached");
+		mlog_set_error(r, "%s", req.status.status ? req.status.message : "server not reached");
 		if (!req.status.status && req.status.message[0])
-			snprintf(r->error, sizeof(r->error), "server not reached (%.200s)", req.status.message);
+			mlog_set_error(r, "server not reached (%s)", req.status.message);
 	}
 done:
 	pthread_mutex_unlock(&d->mu);

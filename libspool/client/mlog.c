@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <msgpack.h>
 #include <spool/mlog.h>
 #include <spool/spool.h>
 
@@ -35,8 +36,9 @@ struct mlog_client {
 	double signalled;                 /* monotonic: the last wake-up and look at the agent */
 	bool spawning;                    /* a thread is starting spool-agent */
 	double spawn_retry;               /* monotonic: no new start after a failure before */
-	char spawn_error[MLOG_ERROR_MAX]; /* why the last start failed ("" when it did not) */
+	char spawn_error[MLOG_TEXT_MAX]; /* why the last start failed ("" when it did not) */
 	uint64_t logged;                  /* events spooled by this handle */
+	uint64_t dead_after;              /* flush: dead letters above this seq may be ours */
 	double bp_checked;
 	double bp_spe;
 	double bp_fullness;
@@ -125,16 +127,73 @@ static void sleep_for(double s)
 		;
 }
 
-static void set_error(struct mlog_result *r, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* struct mlog_result before dead_lettered: returned by value, so its size
+ * is ABI; the new field must live in the old tail padding. */
+struct mlog_result_v0 {
+	bool ok;
+	int status_code;
+	char event_id[MLOG_EVENT_ID_MAX];
+	bool queued;
+	bool accepted;
+	char error[MLOG_ERROR_MAX];
+};
+_Static_assert(sizeof(struct mlog_result) == sizeof(struct mlog_result_v0),
+               "struct mlog_result changed size: an ABI break");
+_Static_assert(offsetof(struct mlog_result, error) == offsetof(struct mlog_result_v0, error),
+               "struct mlog_result moved a field");
 
-static void set_error(struct mlog_result *r, const char *fmt, ...)
+/* A byte that starts a character (not a UTF-8 continuation byte). */
+static bool char_start(unsigned char c)
 {
+	return (c & 0xC0) != 0x80;
+}
+
+void mlog_fit_text(char *dst, size_t cap, const char *src)
+{
+	if (!cap)
+		return;
+	size_t len = strlen(src);
+	if (len < cap) {
+		memcpy(dst, src, len + 1);
+		return;
+	}
+	static const char gap[] = " ... ";
+	size_t room = cap - 1 - (sizeof(gap) - 1); /* bytes for head and tail */
+	size_t tail = room * 2 / 5, head = room - tail;
+	/* the tail starts after a space (or '/') near its nominal start */
+	size_t t = len - tail;
+	for (size_t k = t; k < len && k < t + 40; k++)
+		if (src[k] == ' ' || src[k] == '/') {
+			t = k + (src[k] == ' ');
+			break;
+		}
+	while (t < len && !char_start((unsigned char)src[t]))
+		t++;
+	/* the head ends before a space, or after a '/', near its nominal end */
+	size_t h = head;
+	for (size_t k = head; k > 0 && k + 40 > head; k--)
+		if (src[k - 1] == ' ' || src[k - 1] == '/') {
+			h = src[k - 1] == ' ' ? k - 1 : k;
+			break;
+		}
+	while (h > 0 && !char_start((unsigned char)src[h]))
+		h--;
+	while (h > 0 && src[h - 1] == ' ')
+		h--;
+	snprintf(dst, cap, "%.*s%s%s", (int)h, src, gap, src + t);
+}
+
+void mlog_set_error(struct mlog_result *r, const char *fmt, ...)
+{
+	char full[4096];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(r->error, sizeof(r->error), fmt, ap);
+	vsnprintf(full, sizeof(full), fmt, ap);
 	va_end(ap);
+	mlog_fit_text(r->error, sizeof(r->error), full);
 }
+
+#define set_error mlog_set_error
 
 /* ---- client objects ---- */
 
@@ -161,7 +220,7 @@ static struct mlog_client *client_alloc(struct mlog_settings *set)
 int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, char *err,
                     size_t errlen)
 {
-	char e[MLOG_ERROR_MAX];
+	char e[MLOG_TEXT_MAX];
 	if (!out)
 		return -EINVAL;
 	*out = NULL;
@@ -223,12 +282,16 @@ static int client_open(struct mlog_client *c, struct mlog_result *r)
 		return 0;
 	struct spool_options so;
 	spool_options_for(c, &so);
-	char err[MLOG_ERROR_MAX];
+	char err[MLOG_TEXT_MAX];
 	int rc = spool_open(c->set.spool_dir, &so, &c->s, err, sizeof(err));
 	if (rc) {
 		set_error(r, "%s", err);
 		return rc;
 	}
+	/* every event of this process gets a sequence above this one */
+	struct spool_stats st;
+	if (spool_stats(c->s, &st) == 0 && st.next_seq > c->dead_after)
+		c->dead_after = st.next_seq - 1;
 	return 0;
 }
 
@@ -245,7 +308,7 @@ static int spool_sync_once(struct mlog_client *c, const struct spool_buf *ev, in
 	spool_options_for(c, &so);
 	so.durability = SPOOL_SYNC;
 	struct spool *s;
-	char err[MLOG_ERROR_MAX];
+	char err[MLOG_TEXT_MAX];
 	int rc = spool_open(c->set.spool_dir, &so, &s, err, sizeof(err));
 	*opened = rc == 0;
 	if (rc) {
@@ -294,7 +357,7 @@ static enum signal_result client_signal(struct mlog_client *c, struct spool *s, 
 	}
 	c->spawning = true;
 	pthread_mutex_unlock(&c->mu);
-	char err[MLOG_ERROR_MAX] = "";
+	char err[MLOG_TEXT_MAX] = "";
 	int rc = mlog_agent_spawn(&c->set, s, wait, err, sizeof(err));
 	pthread_mutex_lock(&c->mu);
 	c->spawning = false;
@@ -544,12 +607,12 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	if (!c->set.async_mode) {
 		pthread_mutex_lock(&c->mu);
 		client_after_fork(c);
-		char err[MLOG_ERROR_MAX] = "";
+		char err[MLOG_TEXT_MAX] = "";
 		if (!c->direct)
 			mlog_direct_new(&c->set, &c->direct, err, sizeof(err));
 		struct mlog_direct *d = c->direct;
 		pthread_mutex_unlock(&c->mu);
-		char why[MLOG_ERROR_MAX];
+		char why[2 * MLOG_TEXT_MAX];
 		if (d) {
 			char cid[MLOG_EVENT_ID_MAX];
 			memcpy(cid, r.event_id, sizeof(cid));
@@ -574,10 +637,10 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		/* not taken now: the spool keeps it for the agent */
 		client_spool(c, &ev, sev, &r);
 		if (r.ok)
-			set_error(&r, "not sent directly (%.150s): spooled for later delivery",
+			set_error(&r, "not sent directly (%s): spooled for later delivery",
 			          why);
 		else
-			set_error(&r, "not sent directly (%.100s) and not spooled: %.120s", why,
+			set_error(&r, "not sent directly (%s) and not spooled: %s", why,
 			          r.error);
 		goto out;
 	}
@@ -697,10 +760,90 @@ static void no_agent_reason(struct mlog_client *c, char *buf, size_t len)
 	else if (!c->set.spawn_agent)
 		snprintf(buf, len, "no spool-agent runs, and none is started: spawn_agent is off");
 	else if (c->spawn_error[0])
-		snprintf(buf, len, "no spool-agent runs: %.200s", c->spawn_error);
+		snprintf(buf, len, "no spool-agent runs: %s", c->spawn_error);
 	else
 		snprintf(buf, len, "no spool-agent runs");
 	pthread_mutex_unlock(&c->mu);
+}
+
+/* The msgpack map entry `key` of o, or NULL. */
+static const msgpack_object *map_get(const msgpack_object *o, const char *key)
+{
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t kl = strlen(key);
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object_kv *kv = &o->via.map.ptr[i];
+		if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == kl &&
+		    memcmp(kv->key.via.str.ptr, key, kl) == 0)
+			return &kv->val;
+	}
+	return NULL;
+}
+
+/* Whether a stored event was logged by this process: metadata.c_client's
+ * pid (no other process of the host has it while this one lives). */
+static bool event_is_ours(const void *data, size_t len)
+{
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	bool ours = false;
+	if (msgpack_unpack_next(&u, data, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
+		const msgpack_object *m = map_get(&u.data, "metadata");
+		const msgpack_object *cc = m ? map_get(m, "c_client") : NULL;
+		const msgpack_object *pid = cc ? map_get(cc, "pid") : NULL;
+		ours = pid && pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+		       pid->via.u64 == (uint64_t)getpid();
+	}
+	msgpack_unpacked_destroy(&u);
+	return ours;
+}
+
+/* After a flush saw everything up to `last` leave the queue: the events of
+ * this process among them that were dead-lettered (rejected for good)
+ * rather than accepted.  None: r->ok.  Some: not ok, their number in
+ * r->dead_lettered and a sentence with the last one's status and reason. */
+static void count_dead(struct mlog_client *c, struct spool *s, uint64_t last, struct mlog_result *r)
+{
+	pthread_mutex_lock(&c->mu);
+	uint64_t after = c->dead_after;
+	pthread_mutex_unlock(&c->mu);
+	uint64_t n = 0;
+	int status = 0;
+	char reason[MLOG_TEXT_MAX] = "";
+	while (after < last) {
+		struct spool_batch *b = NULL;
+		if (spool_read_dead(s, after, 1000, &b) != 0)
+			break;
+		size_t cnt = spool_batch_count(b);
+		const struct spool_record *rec = spool_batch_records(b);
+		for (size_t i = 0; i < cnt && rec[i].seq <= last; i++) {
+			if (event_is_ours(rec[i].data, rec[i].len)) {
+				n++;
+				status = rec[i].dead_status;
+				snprintf(reason, sizeof(reason), "%s", rec[i].dead_reason ? rec[i].dead_reason : "");
+			}
+		}
+		uint64_t top = cnt ? rec[cnt - 1].seq : last;
+		spool_batch_release(b);
+		if (cnt == 0 || top >= last)
+			break;
+		after = top;
+	}
+	pthread_mutex_lock(&c->mu);
+	if (last > c->dead_after)
+		c->dead_after = last;
+	pthread_mutex_unlock(&c->mu);
+	if (n == 0) {
+		r->ok = true;
+		return;
+	}
+	r->dead_lettered = n > UINT16_MAX ? UINT16_MAX : (uint16_t)n;
+	set_error(r,
+	          "flush: %llu event%s of this process %s rejected by the server for good and "
+	          "dead-lettered (the last: %d %s); see spoolctl dead list",
+	          (unsigned long long)n, n == 1 ? "" : "s", n == 1 ? "was" : "were", status,
+	          reason[0] ? reason : "no reason given");
 }
 
 struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_seconds)
@@ -731,7 +874,7 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 		return r;
 	}
 	bool more;
-	char why[MLOG_ERROR_MAX];
+	char why[2 * MLOG_TEXT_MAX];
 	/* an explicit flush tries to start an agent even after a failure */
 	double left = deadline - mono_now();
 	enum signal_result sr = client_signal(
@@ -741,13 +884,13 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 		uint64_t n = pending_upto(s, last, &more);
 		no_agent_reason(c, why, sizeof(why));
 		if (n > 0 || more) {
-			set_error(&r, "flush failed: %s%llu events pending; %.190s",
+			set_error(&r, "flush failed: %s%llu events pending; %s",
 			          more ? "at least " : "", (unsigned long long)n, why);
 			return r;
 		}
 	}
 	if (wait_head(s, last, deadline, &rc)) {
-		r.ok = true;
+		count_dead(c, s, last, &r);
 		return r;
 	}
 	if (rc) {
@@ -764,7 +907,7 @@ struct mlog_result mlog_client_flush(struct mlog_client *c, double timeout_secon
 	} else {
 		no_agent_reason(c, why, sizeof(why));
 	}
-	set_error(&r, "flush timed out after %g s: %s%llu events still pending%s%.150s",
+	set_error(&r, "flush timed out after %g s: %s%llu events still pending%s%s",
 	          timeout_seconds, more ? "at least " : "", (unsigned long long)n,
 	          why[0] ? "; " : "", why);
 	return r;
@@ -889,7 +1032,7 @@ int mlog_configure(const struct mlog_config *cfg)
 
 int mlog_configure_ex(const struct mlog_config *cfg, char *err, size_t errlen)
 {
-	char e[MLOG_ERROR_MAX];
+	char e[MLOG_TEXT_MAX];
 	struct mlog_settings set;
 	int rc = mlog_settings_resolve(cfg, &set, e, sizeof(e));
 	if (rc) {

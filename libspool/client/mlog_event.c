@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mlog_event.h"
@@ -22,16 +23,32 @@
 
 enum { FQDN_NONE, FQDN_RESOLVING, FQDN_DONE, FQDN_FAILED };
 
+/* How long the first event of a process waits for the host's canonical
+ * name: a host whose resolver hangs pays this once, its later events go
+ * without waiting (and carry the name once it arrives). */
+#define FQDN_WAIT_SECONDS 1.0
+
 static pthread_once_t fqdn_once = PTHREAD_ONCE_INIT;
 static atomic_int fqdn_state;
 static char fqdn_buf[256];
+static pthread_mutex_t fqdn_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t fqdn_cond;
+static struct timespec fqdn_deadline; /* CLOCK_MONOTONIC */
+
+static void fqdn_finish(int state)
+{
+	pthread_mutex_lock(&fqdn_mu);
+	atomic_store(&fqdn_state, state); /* DONE publishes fqdn_buf */
+	pthread_cond_broadcast(&fqdn_cond);
+	pthread_mutex_unlock(&fqdn_mu);
+}
 
 static void *fqdn_main(void *arg)
 {
 	(void)arg;
 	char host[256];
 	if (gethostname(host, sizeof(host)) != 0) {
-		atomic_store(&fqdn_state, FQDN_FAILED);
+		fqdn_finish(FQDN_FAILED);
 		return NULL;
 	}
 	host[sizeof(host) - 1] = '\0';
@@ -39,9 +56,9 @@ static void *fqdn_main(void *arg)
 	int rc = getaddrinfo(host, NULL, &hints, &res);
 	if (rc == 0 && res && res->ai_canonname && res->ai_canonname[0]) {
 		snprintf(fqdn_buf, sizeof(fqdn_buf), "%s", res->ai_canonname);
-		atomic_store(&fqdn_state, FQDN_DONE); /* publishes fqdn_buf */
+		fqdn_finish(FQDN_DONE);
 	} else {
-		atomic_store(&fqdn_state, FQDN_FAILED);
+		fqdn_finish(FQDN_FAILED);
 	}
 	if (res)
 		freeaddrinfo(res);
@@ -50,6 +67,18 @@ static void *fqdn_main(void *arg)
 
 static void fqdn_start(void)
 {
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fqdn_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	clock_gettime(CLOCK_MONOTONIC, &fqdn_deadline);
+	fqdn_deadline.tv_sec += (time_t)FQDN_WAIT_SECONDS;
+	fqdn_deadline.tv_nsec += (long)((FQDN_WAIT_SECONDS - (double)(time_t)FQDN_WAIT_SECONDS) * 1e9);
+	if (fqdn_deadline.tv_nsec >= 1000000000L) {
+		fqdn_deadline.tv_sec++;
+		fqdn_deadline.tv_nsec -= 1000000000L;
+	}
 	pthread_attr_t a;
 	pthread_t t;
 	atomic_store(&fqdn_state, FQDN_RESOLVING);
@@ -63,6 +92,16 @@ static void fqdn_start(void)
 const char *mlog_fqdn(void)
 {
 	pthread_once(&fqdn_once, fqdn_start);
+	if (atomic_load(&fqdn_state) == FQDN_RESOLVING) {
+		/* the first events wait for the name, up to FQDN_WAIT_SECONDS
+		 * after the process first asked (a one-shot program has only
+		 * its first event) */
+		pthread_mutex_lock(&fqdn_mu);
+		while (atomic_load(&fqdn_state) == FQDN_RESOLVING &&
+		       pthread_cond_timedwait(&fqdn_cond, &fqdn_mu, &fqdn_deadline) == 0)
+			;
+		pthread_mutex_unlock(&fqdn_mu);
+	}
 	return atomic_load(&fqdn_state) == FQDN_DONE ? fqdn_buf : NULL;
 }
 

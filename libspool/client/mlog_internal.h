@@ -39,6 +39,18 @@ int mlog_settings_resolve(const struct mlog_config *cfg, struct mlog_settings *o
 int mlog_settings_copy(const struct mlog_settings *in, struct mlog_settings *out);
 void mlog_settings_free(struct mlog_settings *s);
 
+/* Room for a sentence before it is fitted into mlog_result.error. */
+#define MLOG_TEXT_MAX 1024
+
+/* Writes src into dst (cap bytes, NUL included).  A text that does not fit
+ * keeps its beginning and its end (where the reason usually is), joined by
+ * " ... ", each cut between words (at a space or '/'), never inside a UTF-8
+ * character. */
+void mlog_fit_text(char *dst, size_t cap, const char *src);
+/* printf into r->error through mlog_fit_text(). */
+struct mlog_result;
+void mlog_set_error(struct mlog_result *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* ---- direct send (async_mode false) ---- */
 
 struct mlog_direct;

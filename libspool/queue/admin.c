@@ -685,9 +685,10 @@ int spool_compact(const char *dir, uint64_t *before, uint64_t *after, char *errb
 	/* Everyone who has the spool open holds users.lock shared; taking it
 	 * exclusively proves we are alone, and keeps newcomers out (their
 	 * open fails with "being compacted") until the swap is done. */
-	int ufd = open(users, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	mode_t fmode = spool_file_mode(dir);
+	int ufd = spool_open_create(users, O_RDWR | O_CLOEXEC, fmode);
 	if (ufd < 0) {
-		int e = errno;
+		int e = -ufd;
 		spool_errf(errbuf, errlen, "%s: %s", users, strerror(e));
 		return -e;
 	}
@@ -735,9 +736,9 @@ int spool_compact(const char *dir, uint64_t *before, uint64_t *after, char *errb
 		goto fail;
 	}
 	unlink(tmp); /* a leftover of an interrupted compaction */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		rc = -errno;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, fmode);
+	if (fd < 0 || (rc = spool_fix_mode(fd, fmode)) != 0) {
+		rc = fd < 0 ? -errno : rc;
 		spool_errf(errbuf, errlen, "%s: %s", tmp, strerror(-rc));
 		goto fail;
 	}

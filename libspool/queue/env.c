@@ -3,6 +3,8 @@
  * twice in a process: closing either copy would drop the other's locks). */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,10 +51,18 @@ static void env_in_child(struct spool_fork_node *node)
 static int txn_begin_guarded(struct spool_env *env, bool rdonly, MDB_txn **txn);
 static void writer_unlock(struct spool_env *env);
 static void reader_check_guarded(struct spool_env *env, MDB_env *mdb);
+static int precreate_shared(const char *dir);
 
 static int env_open_mdb(struct spool_env *env, char *errbuf, size_t errlen)
 {
-	int rc;
+	/* a lock.mdb removed since the spool was made (by hand, by a cleanup)
+	 * comes back with the shared mode too, not with LMDB's and the umask */
+	int rc = precreate_shared(env->dir);
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot create the spool files: %s", env->dir,
+			   strerror(-rc));
+		return rc;
+	}
 	/* Default flags: full sync on every commit.  Never MDB_NOSYNC,
 	 * MDB_NOMETASYNC or MDB_WRITEMAP (see LMDB-NOTES.md).  MDB_NOTLS: read
 	 * transactions are tied to the transaction, not the thread. */
@@ -235,6 +245,26 @@ static int create_database(const char *dir, const char **step)
 	return rc;
 }
 
+/* In a shared spool, LMDB's files are made by us first, with mode 0660
+ * whatever the umask (LMDB would apply it): every member of the group must
+ * open lock.mdb and data.mdb for writing.  An empty data.mdb is a new
+ * environment to LMDB, an empty lock.mdb one to set up.  0 or -errno. */
+static int precreate_shared(const char *dir)
+{
+	if (!spool_dir_shared(dir))
+		return 0;
+	static const char *const names[] = {"data.mdb", "lock.mdb"};
+	for (int i = 0; i < 2; i++) {
+		char p[4400];
+		snprintf(p, sizeof(p), "%s/%s", dir, names[i]);
+		int fd = spool_open_create(p, O_RDWR | O_CLOEXEC, 0660);
+		if (fd < 0)
+			return fd;
+		close(fd);
+	}
+	return 0;
+}
+
 /* Renames dir/data.mdb to dir/data.mdb.unfinished-<UTC time>[-N], never
  * over an existing file; the new name goes into aside. */
 static int set_aside(const char *dir, const char *data, char *aside, size_t len)
@@ -278,7 +308,10 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 	if (stat(mark, &st) == 0)
 		return 0;
 	snprintf(lockp, sizeof(lockp), "%s/create.lock", dir);
-	int lfd = open(lockp, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	mode_t fmode = spool_file_mode(dir);
+	int lfd = spool_open_create(lockp, O_RDWR | O_CLOEXEC, fmode);
+	if (lfd < 0)
+		errno = -lfd;
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	if (lfd < 0 || fcntl(lfd, F_OFD_SETLKW, &fl) != 0) {
 		int e = errno;
@@ -292,6 +325,11 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 		goto out; /* another process finished it meanwhile */
 	snprintf(data, sizeof(data), "%s/data.mdb", dir);
 	const char *step;
+	rc = precreate_shared(dir);
+	if (rc) {
+		spool_errf(errbuf, errlen, "%s: cannot create the spool files: %s", dir, strerror(-rc));
+		goto out;
+	}
 	rc = create_database(dir, &step);
 	if (unsound_file(rc) && stat(data, &st) == 0) {
 		/* never marked, so never used: a creation cut short */
@@ -309,7 +347,9 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 			"a power loss) and is not a sound LMDB file (%s); it holds no event. Set "
 			"aside as %s; creating the spool anew\n",
 			dir, mdb_strerror(why), aside);
-		rc = create_database(dir, &step);
+		rc = precreate_shared(dir);
+		if (!rc)
+			rc = create_database(dir, &step);
 	}
 	if (rc) {
 		spool_errf(errbuf, errlen, "%s: cannot create the spool database (%s): %s (%s %d)",
@@ -321,9 +361,9 @@ static int ensure_created(const char *dir, char *errbuf, size_t errlen)
 	 * whole, so a mark that exists (even empty) tells the truth, and one
 	 * that was lost makes the next opener only sync the file again. */
 	static const char text[] = "master-log-spool format 1\n";
-	int mfd = open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	int mfd = spool_open_create(mark, O_WRONLY | O_CLOEXEC, fmode);
 	if (mfd < 0) {
-		rc = -errno;
+		rc = mfd;
 	} else {
 		ssize_t w = write(mfd, text, sizeof(text) - 1);
 		if (w != (ssize_t)(sizeof(text) - 1))
@@ -359,6 +399,37 @@ static size_t map_cap_for(const struct spool_options *opt)
 	return (size_t)cap;
 }
 
+/* The spool directory is there but this process may not use it: for a
+ * shared spool (a group's), the sentence names the group to join. */
+static void no_access_error(const char *dir, const struct stat *st, int e, char *errbuf,
+			    size_t errlen)
+{
+	if (e != EACCES && e != EPERM) {
+		spool_errf(errbuf, errlen, "%s: %s", dir, strerror(e));
+		return;
+	}
+	char name[256];
+	struct group gr, *g = NULL;
+	char buf[4096];
+	if (getgrgid_r(st->st_gid, &gr, buf, sizeof(buf), &g) == 0 && g)
+		snprintf(name, sizeof(name), "%s", g->gr_name);
+	else
+		snprintf(name, sizeof(name), "%u", (unsigned)st->st_gid);
+	if ((st->st_mode & S_IWGRP) && (st->st_mode & S_IXGRP))
+		spool_errf(errbuf, errlen,
+			   "%s: permission denied: this spool is shared by the members of group "
+			   "'%s' (mode %04o) and uid %u is not one of them; join the group "
+			   "(usermod -a -G %s USER, then log in again) or use a spool of your own "
+			   "(MASTER_LOG_SPOOL_DIR)",
+			   dir, name, (unsigned)(st->st_mode & 07777), (unsigned)geteuid(), name);
+	else
+		spool_errf(errbuf, errlen,
+			   "%s: permission denied: the spool belongs to uid %u (mode %04o) and this "
+			   "process runs as uid %u; use a spool of your own (MASTER_LOG_SPOOL_DIR)",
+			   dir, (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777),
+			   (unsigned)geteuid());
+}
+
 int spool_env_acquire(const char *dir, const struct spool_options *opt, struct spool_env **out,
 		      char *errbuf, size_t errlen)
 {
@@ -386,15 +457,21 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 		spool_errf(errbuf, errlen, "%s: not a directory", dir);
 		return -ENOTDIR;
 	}
+	if (faccessat(AT_FDCWD, dir, R_OK | W_OK | X_OK, AT_EACCESS) != 0) {
+		int e = errno;
+		no_access_error(dir, &st, e, errbuf, errlen);
+		return -e;
+	}
+	bool shared = (st.st_mode & S_ISGID) && (st.st_mode & S_IWGRP);
 	char rings[4096];
 	if (snprintf(rings, sizeof(rings), "%s/rings", dir) >= (int)sizeof(rings)) {
 		spool_errf(errbuf, errlen, "%s: path too long", dir);
 		return -ENAMETOOLONG;
 	}
-	if (mkdir(rings, 0700) != 0 && errno != EEXIST) {
-		int e = errno;
-		spool_errf(errbuf, errlen, "%s: cannot create: %s", rings, strerror(e));
-		return -e;
+	int mrc = spool_mkdir_mode(rings, shared ? 02770 : 0700);
+	if (mrc) {
+		spool_errf(errbuf, errlen, "%s: cannot create: %s", rings, strerror(-mrc));
+		return mrc;
 	}
 
 	spool_fork_lock();
@@ -443,7 +520,9 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	 * that maintenance needing the spool to itself (compaction) can tell */
 	char users[4200];
 	snprintf(users, sizeof(users), "%s/users.lock", dir);
-	env->users_fd = open(users, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	env->users_fd = spool_open_create(users, O_RDWR | O_CLOEXEC, shared ? 0660 : 0600);
+	if (env->users_fd < 0)
+		errno = -env->users_fd;
 	struct flock fl = {.l_type = F_RDLCK, .l_whence = SEEK_SET};
 	if (env->users_fd < 0 || fcntl(env->users_fd, F_OFD_SETLK, &fl) != 0) {
 		int e = errno;
@@ -465,8 +544,8 @@ int spool_env_acquire(const char *dir, const struct spool_options *opt, struct s
 	pthread_mutex_init(&env->reader_mu, NULL);
 	char writer[4200];
 	snprintf(writer, sizeof(writer), "%s/writer.lock", dir);
-	env->writer_fd = open(writer, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	int rc = env->writer_fd < 0 ? -errno : 0;
+	env->writer_fd = spool_open_create(writer, O_RDWR | O_CLOEXEC, shared ? 0660 : 0600);
+	int rc = env->writer_fd < 0 ? env->writer_fd : 0;
 	if (rc)
 		spool_errf(errbuf, errlen, "%s: %s", writer, strerror(-rc));
 	if (!rc)

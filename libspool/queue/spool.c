@@ -463,9 +463,9 @@ int spool_agent_lock(struct spool *s)
 	int rc = lock_path(s, path, sizeof(path));
 	if (rc)
 		return rc;
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	int fd = spool_open_create(path, O_RDWR | O_CLOEXEC, spool_file_mode(s->dir));
 	if (fd < 0)
-		return -errno;
+		return fd;
 	/* an open-file-description lock: it conflicts with every other open of
 	 * the file, in this process too, and dies with its holder */
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};

@@ -328,13 +328,18 @@ static int ring_map(struct spool_stage *st, size_t data_size, bool file, char *e
 	st->ring_id = spool_random64() | 1;
 	snprintf(tmp, sizeof(tmp), "%s/rings/tmp-%016" PRIx64, dir, st->ring_id);
 	snprintf(st->path, sizeof(st->path), "%s/rings/ring-%016" PRIx64, dir, st->ring_id);
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	mode_t fmode = spool_file_mode(dir);
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, fmode);
 	if (fd < 0) {
 		int e = errno;
 		spool_errf(errbuf, errlen, "%s: cannot create commit ring: %s", tmp, strerror(e));
 		return -e;
 	}
-	int rc = ofd_trylock(fd);
+	/* a shared spool: whoever drains next (the agent, another member of
+	 * the group) must be able to move the records of a dead producer */
+	int rc = spool_fix_mode(fd, fmode);
+	if (rc == 0)
+		rc = ofd_trylock(fd);
 	if (rc == 0) {
 		rc = posix_fallocate(fd, 0, (off_t)st->map_len);
 		rc = rc ? -rc : 0;

@@ -105,9 +105,11 @@ void spool_txn_counts_create(struct spool_env *env)
 	static _Atomic unsigned serial;
 	snprintf(tmp, sizeof(tmp), "%s/.counts-%ld-%u", env->dir, (long)getpid(),
 		 atomic_fetch_add(&serial, 1));
-	int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	mode_t fmode = spool_file_mode(env->dir);
+	int fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, fmode);
 	if (fd < 0)
 		return;
+	spool_fix_mode(fd, fmode);
 	unsigned char b[COUNTS_SIZE] = {0};
 	memcpy(b, COUNTS_MAGIC, 8);
 	spool_put_le64(b + 8, spool_random64() | 1);

@@ -106,6 +106,81 @@ int spool_mkdirs(const char *path, mode_t mode)
 	return 0;
 }
 
+bool spool_dir_shared(const char *dir)
+{
+	struct stat st;
+	return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && (st.st_mode & S_ISGID) &&
+	       (st.st_mode & S_IWGRP);
+}
+
+mode_t spool_file_mode(const char *dir)
+{
+	return spool_dir_shared(dir) ? 0660 : 0600;
+}
+
+int spool_fix_mode(int fd, mode_t mode)
+{
+	struct stat st;
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	if ((st.st_mode & 07777) == mode || st.st_uid != geteuid())
+		return 0;
+	return fchmod(fd, mode) == 0 ? 0 : -errno;
+}
+
+static _Atomic unsigned aside_serial;
+
+int spool_open_create(const char *path, int flags, mode_t mode)
+{
+	if ((mode & 0077) == 0) { /* private: the umask can only take bits away */
+		int fd = open(path, flags | O_CREAT, mode);
+		return fd >= 0 ? fd : -errno;
+	}
+	for (int attempt = 0; attempt < 8; attempt++) {
+		int fd = open(path, flags);
+		if (fd >= 0 || errno != ENOENT)
+			return fd >= 0 ? fd : -errno;
+		char tmp[4300];
+		const char *slash = strrchr(path, '/');
+		int dl = slash ? (int)(slash - path) : 1;
+		if (snprintf(tmp, sizeof(tmp), "%.*s/.new-%s-%ld-%u", dl, slash ? path : ".",
+			     slash ? slash + 1 : path, (long)getpid(),
+			     atomic_fetch_add(&aside_serial, 1)) >= (int)sizeof(tmp))
+			return -ENAMETOOLONG;
+		int t = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (t < 0)
+			return -errno;
+		int rc = fchmod(t, mode) == 0 ? 0 : -errno;
+		close(t);
+		if (!rc && link(tmp, path) != 0 && errno != EEXIST)
+			rc = -errno;
+		unlink(tmp);
+		if (rc)
+			return rc;
+	}
+	return -ENOENT;
+}
+
+int spool_mkdir_mode(const char *path, mode_t mode)
+{
+	struct stat st;
+	if (stat(path, &st) == 0)
+		return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+	if ((mode & 0077) == 0)
+		return mkdir(path, mode) == 0 || errno == EEXIST ? 0 : -errno;
+	char tmp[4300];
+	if (snprintf(tmp, sizeof(tmp), "%s.new-%ld-%u", path, (long)getpid(),
+		     atomic_fetch_add(&aside_serial, 1)) >= (int)sizeof(tmp))
+		return -ENAMETOOLONG;
+	if (mkdir(tmp, mode) != 0)
+		return -errno;
+	int rc = chmod(tmp, mode) == 0 ? 0 : -errno;
+	if (!rc && rename(tmp, path) != 0)
+		rc = errno == EEXIST || errno == ENOTEMPTY ? 0 : -errno;
+	rmdir(tmp); /* fails harmlessly once renamed */
+	return rc;
+}
+
 void spool_errf(char *buf, size_t len, const char *fmt, ...)
 {
 	if (!buf || len == 0)
@@ -234,10 +309,14 @@ int spool_default_dir(char *buf, size_t len)
 {
 	const char *env = getenv("MASTER_LOG_SPOOL_DIR");
 	int n;
+	const char *sys = getenv("MASTER_LOG_SYSTEM_SPOOL_DIR");
+	if (!sys || *sys != '/')
+		sys = SPOOL_SYSTEM_DIR;
 	if (env && *env) {
 		n = snprintf(buf, len, "%s", env);
-	} else if (geteuid() == 0) {
-		n = snprintf(buf, len, "/var/spool/master-log");
+	} else if (geteuid() == 0 || faccessat(AT_FDCWD, sys, W_OK | X_OK, AT_EACCESS) == 0) {
+		/* root, or a member of the system spool's group */
+		n = snprintf(buf, len, "%s", sys);
 	} else {
 		const char *state = getenv("XDG_STATE_HOME");
 		const char *home = getenv("HOME");

@@ -11,6 +11,8 @@
 
 #include <spool/spool.h>
 
+#include "util.h"
+
 static int wake_path(char *buf, size_t len, const char *dir)
 {
 	int n = snprintf(buf, len, "%s/%s", dir, SPOOL_WAKE_NAME);
@@ -70,6 +72,22 @@ int spool_wake_open(const char *dir)
 	int rc = wake_path(path, sizeof(path), dir);
 	if (rc)
 		return rc;
+	/* shared spool: made aside with its mode, then given its name, so a
+	 * producer of the group never finds it without the right to write */
+	mode_t fmode = spool_file_mode(dir);
+	if (fmode & 0070) {
+		char tmp[4200];
+		snprintf(tmp, sizeof(tmp), "%s.new-%ld", path, (long)getpid());
+		unlink(tmp);
+		if (access(path, F_OK) != 0 && mkfifo(tmp, fmode) == 0) {
+			if (chmod(tmp, fmode) != 0 || (link(tmp, path) != 0 && errno != EEXIST)) {
+				int e = errno;
+				unlink(tmp);
+				return -e;
+			}
+			unlink(tmp);
+		}
+	}
 	if (mkfifo(path, 0600) != 0 && errno != EEXIST)
 		return -errno;
 	/* O_RDWR: the FIFO always has a writer (us), so poll() never reports

@@ -293,6 +293,21 @@ static void kind_cases(struct sweep *s, const struct config_key_info *k)
 		add_value(s, k->key, "[http_batch, http_batch]", "named twice");
 		add_value(s, k->key, "[\"http batch\"]", "space in a name");
 		break;
+	case CONFIG_K_LISTEN:
+		c = add_value(s, k->key, "0.0.0.0:9464", "every address");
+		c->what = "0.0.0.0 is not a loopback address";
+		c = add_value(s, k->key, "192.0.2.7:9464", "a remote address");
+		c->what = "not a loopback address";
+		c = add_value(s, k->key, "\"[::]:9464\"", "every IPv6 address");
+		c->what = "not a loopback address";
+		c = add_value(s, k->key, "127.0.0.1", "no port");
+		c->what = "expected ADDR:PORT";
+		c = add_value(s, k->key, "127.0.0.1:99999", "port out of range");
+		c->what = "port '99999' is not a number from 0 to 65535";
+		c = add_value(s, k->key, "localhost:9464", "a name, not an address");
+		c->what = "not a numeric address";
+		add_value(s, k->key, "\"[::1:9464\"", "unclosed bracket");
+		break;
 	case CONFIG_K_RATE:
 		c = add_value(s, k->key, "fast", "not a number");
 		c->what = "not a rate";

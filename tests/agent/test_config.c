@@ -1,5 +1,6 @@
 /* test_config.c — the agent's configuration (YAML, environment, defaults,
  * errors), endpoint normalisation, backoff and the plugin loader. */
+#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ static void clear_env(void)
 {
 	static const char *vars[] = {"MASTER_LOG_ENDPOINT", "MASTER_LOG_API_KEY", "MASTER_LOG_SPOOL_DIR",
 				     "MASTER_LOG_BATCH_SIZE", "MASTER_LOG_FLUSH_INTERVAL_SECONDS",
-				     "MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS", "MASTER_LOG_CA_FILE"};
+				     "MASTER_LOG_MIN_REQUEST_INTERVAL_SECONDS", "MASTER_LOG_CA_FILE",
+				     "MASTER_LOG_METRICS_LISTEN"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 	setenv("MASTER_LOG_SPOOL_DIR", "/tmp/agent-test-config-spool", 1);
@@ -376,6 +378,47 @@ START_TEST(rates)
 }
 END_TEST
 
+/* metrics_listen: loopback addresses with a port, nothing else. */
+START_TEST(metrics_listen_loopback_only)
+{
+	char why[400];
+	struct sockaddr_storage sa;
+	socklen_t len;
+	ck_assert_int_eq(config_parse_listen("127.0.0.1:9464", &sa, &len, why, sizeof(why)), 0);
+	ck_assert_int_eq(sa.ss_family, AF_INET);
+	ck_assert_int_eq(ntohs(((struct sockaddr_in *)&sa)->sin_port), 9464);
+	ck_assert_int_eq(config_parse_listen("127.8.9.10:0", &sa, &len, why, sizeof(why)), 0);
+	ck_assert_int_eq(config_parse_listen("[::1]:9464", &sa, &len, why, sizeof(why)), 0);
+	ck_assert_int_eq(sa.ss_family, AF_INET6);
+	ck_assert_int_eq(len, sizeof(struct sockaddr_in6));
+	static const char *const bad[] = {"0.0.0.0:9464", "10.1.2.3:9464", "[::]:9464", "[::2]:1",
+					  "::1:9464", "127.0.0.1", "127.0.0.1:", "127.0.0.1:x",
+					  "127.0.0.1:65536", "127.0.0.1:-1", "localhost:9464", "[::1]9464", ":9464"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		ck_assert_msg(config_parse_listen(bad[i], &sa, &len, why, sizeof(why)) != 0, "'%s' accepted",
+			      bad[i]);
+		ck_assert_msg(strstr(why, bad[i]), "the reason for '%s' does not name it: %s", bad[i], why);
+	}
+	/* the key: off unless set; set from the environment too */
+	clear_env();
+	setenv("MASTER_LOG_ENDPOINT", "http://127.0.0.1:1", 1);
+	struct agent_config c;
+	char err[600];
+	ck_assert_msg(config_load(NULL, NULL, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(!c.metrics_listen || !*c.metrics_listen);
+	config_free(&c);
+	setenv("MASTER_LOG_METRICS_LISTEN", "0.0.0.0:9464", 1);
+	ck_assert_int_eq(config_load(NULL, NULL, &c, err, sizeof(err)), -1);
+	ck_assert_msg(strstr(err, "metrics_listen") && strstr(err, "not a loopback address"), "%s", err);
+	setenv("MASTER_LOG_METRICS_LISTEN", "127.0.0.1:9464", 1);
+	ck_assert_msg(config_load(NULL, NULL, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(c.metrics_listen, "127.0.0.1:9464");
+	config_free(&c);
+	clear_env();
+}
+END_TEST
+
 START_TEST(key_redaction)
 {
 	char buf[64];
@@ -540,6 +583,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, backoff_growth_cap_jitter);
 	tcase_add_test(tc, plugin_loader);
 	tcase_add_test(tc, example_file_documents_every_key);
+	tcase_add_test(tc, metrics_listen_loopback_only);
 	suite_add_tcase(s, tc);
 	return s;
 }

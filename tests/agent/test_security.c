@@ -305,6 +305,36 @@ START_TEST(agent_warns_about_a_shared_spool)
 	unlink(d.log);
 	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
 	ck_assert(!file_holds(d.log, "writable by"));
+	/* shared by a group (setgid, 2770, as the system spool is): its files
+	 * are group-writable by design, no warning; a file writable by another
+	 * group, or by everyone, is warned about */
+	ck_assert_int_eq(chmod(d.spool, 02770), 0);
+	th_fill(d.spool, 1, 3, 0);
+	unlink(d.log);
+	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
+	ck_assert_int_eq(th_stats(d.spool).pending, 0);
+	ck_assert_msg(!file_holds(d.log, "writable by"), "a shared spool was warned about");
+	char stray[500];
+	snprintf(stray, sizeof(stray), "%s/stray", d.spool);
+	int sfd = open(stray, O_CREAT | O_WRONLY, 0660);
+	ck_assert_int_ge(sfd, 0);
+	close(sfd);
+	gid_t other = getegid() + 1;
+	if (chown(stray, (uid_t)-1, other) == 0) { /* root, or a member of that group */
+		unlink(d.log);
+		ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
+		snprintf(want, sizeof(want), "spool file %s is writable by group %u (mode 0660), not by "
+		         "the shared spool's group %u", stray, (unsigned)other, (unsigned)getegid());
+		ck_assert_msg(file_holds(d.log, want), "no warning about a file of another group");
+		ck_assert_int_eq(chown(stray, (uid_t)-1, getegid()), 0);
+	}
+	ck_assert_int_eq(chmod(stray, 0662), 0);
+	unlink(d.log);
+	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
+	snprintf(want, sizeof(want), "spool file %s is writable by everyone (mode 0662)", stray);
+	ck_assert_msg(file_holds(d.log, want), "no warning about a world-writable file");
+	unlink(stray);
+	ck_assert_int_eq(chmod(d.spool, 0700), 0);
 	th_rx_stop(&rx);
 	umask(old);
 	th_dir_remove(&d);

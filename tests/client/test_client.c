@@ -950,13 +950,98 @@ START_TEST(test_started_agent_dead_letters)
 	ck_assert(mlog("fine 1").ok);
 	ck_assert(mlog("this is POISON").ok);
 	ck_assert(mlog("fine 2").ok);
+	/* the flush says an event was rejected for good, and how many */
 	struct mlog_result r = mlog_flush(30);
-	ck_assert_msg(r.ok, "%s", r.error);
+	ck_assert_msg(!r.ok, "a flush with a dead-lettered event said ok");
+	ck_assert_uint_eq(r.dead_lettered, 1);
+	ck_assert_msg(strstr(r.error, "1 event of this process was rejected by the server for good") &&
+	                  strstr(r.error, "422"),
+	              "%s", r.error);
 	ck_assert_uint_eq(rx_count(dir.out), 2);
 	int status = 0;
 	ck_assert_uint_eq(th_dead(dir.spool, &status, NULL, 0), 1);
 	ck_assert_int_eq(status, 422);
+	/* counted once: the next flush has nothing new to report */
+	r = mlog_flush(30);
+	ck_assert_msg(r.ok && r.dead_lettered == 0, "%s", r.error);
+	ck_assert(mlog("fine 3").ok);
+	ck_assert(mlog("POISON again").ok);
+	ck_assert(mlog("and POISON").ok);
+	r = mlog_flush(30);
+	ck_assert_msg(!r.ok && r.dead_lettered == 2 && strstr(r.error, "2 events of this process were"),
+	              "%u: %s", (unsigned)r.dead_lettered, r.error);
+	/* another process's dead letter is not this one's */
+	char out[4096];
+	ck_assert_int_eq(run_mlog("POISON from another process", out, sizeof(out)), 0);
+	double end = th_now() + 30;
+	while (th_dead(dir.spool, NULL, NULL, 0) < 4 && th_now() < end)
+		usleep(20000);
+	ck_assert_uint_eq(th_dead(dir.spool, NULL, NULL, 0), 4);
+	ck_assert(mlog("fine 4").ok);
+	r = mlog_flush(30);
+	ck_assert_msg(r.ok && r.dead_lettered == 0, "%s", r.error);
 	th_rx_stop(&rx);
+}
+END_TEST
+
+/* The first event of a process carries the host's fqdn: a one-shot mlog
+ * has only that one. */
+START_TEST(test_one_shot_mlog_has_the_fqdn)
+{
+	char host[256];
+	gethostname(host, sizeof(host));
+	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME}, *res = NULL;
+	bool resolves = getaddrinfo(host, NULL, &hints, &res) == 0 && res && res->ai_canonname;
+	char want[256] = "";
+	if (resolves)
+		snprintf(want, sizeof(want), "%s", res->ai_canonname);
+	if (res)
+		freeaddrinfo(res);
+	for (int i = 0; i < 3; i++) {
+		char out[4096], args[64];
+		snprintf(args, sizeof(args), "one-shot-%d", i);
+		ck_assert_int_eq(run_mlog(args, out, sizeof(out)), 0);
+		json_t *a = spool_events(dir.spool);
+		ck_assert_uint_eq(json_array_size(a), (size_t)i + 1);
+		const char *f = jstr(cclient(json_array_get(a, (size_t)i)), "fqdn");
+		if (resolves)
+			ck_assert_msg(f && strcmp(f, want) == 0, "one-shot event %d: fqdn %s, expected %s", i,
+			              f ? f : "(none)", want);
+		json_decref(a);
+	}
+	/* and the first event of a library client */
+	ck_assert(mlog("first of this process").ok);
+	json_t *a = spool_events(dir.spool);
+	const char *f = jstr(cclient(json_array_get(a, 3)), "fqdn");
+	if (resolves)
+		ck_assert_msg(f && strcmp(f, want) == 0, "first event: fqdn %s", f ? f : "(none)");
+	json_decref(a);
+}
+END_TEST
+
+/* An error longer than mlog_result.error keeps its start and its end (the
+ * reason), cut between words, not at byte 255. */
+START_TEST(test_long_error_keeps_its_end)
+{
+	char path[1024] = "/dev/null";
+	for (int i = 1; i <= 14; i++) {
+		size_t l = strlen(path);
+		snprintf(path + l, sizeof(path) - l, "/segment-number-%d", i);
+	}
+	setenv("MASTER_LOG_SPOOL_DIR", path, 1);
+	struct mlog_result r = mlog("not stored");
+	ck_assert(!r.ok);
+	size_t len = strlen(r.error);
+	ck_assert_msg(len > 200 && len < MLOG_ERROR_MAX, "%zu: %s", len, r.error);
+	const char *end = "segment-number-14: Not a directory";
+	ck_assert_msg(len > strlen(end) && strcmp(r.error + len - strlen(end), end) == 0,
+	              "the reason was cut off: %s", r.error);
+	ck_assert_msg(strncmp(r.error, "/dev/null/segment-number-1/", 27) == 0, "%s", r.error);
+	const char *gap = strstr(r.error, " ... ");
+	ck_assert_msg(gap && gap[-1] == '/' && gap[5] == '/', "not cut between path segments: %s",
+	              r.error);
+	mlog_shutdown();
+	setenv("MASTER_LOG_SPOOL_DIR", dir.spool, 1);
 }
 END_TEST
 
@@ -991,6 +1076,8 @@ static Suite *suite(void)
 	    {"mlog-command", test_mlog_command_sync_and_metadata_json},
 	    {"sync-threads", test_sync_from_threads},
 	    {"started-dead", test_started_agent_dead_letters},
+	    {"fqdn-one-shot", test_one_shot_mlog_has_the_fqdn},
+	    {"long-error", test_long_error_keeps_its_end},
 	};
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
 		TCase *tc = tcase_create(tests[i].name);
