@@ -122,8 +122,10 @@ static const struct spool_tx_option agent_options[K_COUNT] = {
 			     "how often the agent's figures are published into the spool's meta store"},
 	[K_LOG_LEVEL] = {"log.level", T_STR, CONFIG_K_CHOICE, "info", NULL, 0, 0, "error|warning|info|debug|warn",
 			 "error, warning, info or debug"},
-	[K_LOG_TARGET] = {"log.target", T_STR, CONFIG_K_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog",
-			  "stderr or syslog"},
+	[K_LOG_TARGET] = {"log.target", T_STR, CONFIG_K_CHOICE, "stderr", NULL, 0, 0,
+			  "stderr|syslog|journal",
+			  "stderr (with <N> priority prefixes when stderr is the journal), syslog, or journal "
+			  "(stderr with the prefixes always)"},
 };
 
 /* ---- every key: the sections' rows under their full names ---- */
