@@ -11,6 +11,7 @@ PACKAGES=(
   check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
   util-linux curl strace fiu-utils openssl
   iproute2
+  debhelper dpkg-dev fakeroot lintian libsystemd-dev systemd scdoc
 )
 
 missing=()
