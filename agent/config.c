@@ -125,8 +125,10 @@ static const struct spool_tx_option agent_options[K_COUNT] = {
 			     "how often the agent's figures are published into the spool's meta store"},
 	[K_LOG_LEVEL] = {"log.level", T_STR, CONFIG_K_CHOICE, "info", NULL, 0, 0, "error|warning|info|debug|warn",
 			 "error, warning, info or debug"},
-	[K_LOG_TARGET] = {"log.target", T_STR, CONFIG_K_CHOICE, "stderr", NULL, 0, 0, "stderr|syslog",
-			  "stderr or syslog"},
+	[K_LOG_TARGET] = {"log.target", T_STR, CONFIG_K_CHOICE, "stderr", NULL, 0, 0,
+			  "stderr|syslog|journal",
+			  "stderr (with <N> priority prefixes when stderr is the journal), syslog, or journal "
+			  "(stderr with the prefixes always)"},
 	[K_METRICS_LISTEN] = {"metrics_listen", T_STR, CONFIG_K_LISTEN, NULL, "MASTER_LOG_METRICS_LISTEN", 0, 0,
 			      NULL,
 			      "serve Prometheus metrics at http://ADDR:PORT/metrics; a loopback address only, "
@@ -835,6 +837,26 @@ static void fill_fields(struct agent_config *cfg)
 	cfg->metrics_listen = (char *)v[K_METRICS_LISTEN].text;
 }
 
+/* The rule for an environment variable that conflicts with the file: the
+ * file wins.  A key the file (or the command line) sets is not read from
+ * the environment, and neither is its alternative: a secret's variable
+ * (MASTER_LOG_API_KEY for http.api_key) is not read when the same section
+ * sets a secret file (http.api_key_file) in the file or on the command
+ * line.  So a key file named in /etc/master-log/spool-agent.yaml is used
+ * even where MASTER_LOG_API_KEY is exported for the producers. */
+static bool env_overruled(const struct loadctx *lc, const struct key *k)
+{
+	if (k->o->kind != CONFIG_K_SECRET)
+		return false;
+	for (size_t i = 0; i < lc->nkeys; i++) {
+		const struct key *alt = &lc->keys[i];
+		if (alt->sec == k->sec && alt->o->kind == CONFIG_K_SECRET_FILE &&
+		    (lc->o[i].from == FROM_FILE || lc->o[i].from == FROM_CMDLINE))
+			return true;
+	}
+	return false;
+}
+
 static int set_override(struct loadctx *lc, const char *key, const char *opt, const char *val)
 {
 	const struct key *k = find_key(lc, key);
@@ -948,7 +970,7 @@ int config_load(const char *path, const struct agent_overrides *ov, struct agent
 		const struct key *k = &lc.keys[i];
 		if (lc.o[i].from != FROM_DEFAULT)
 			continue;
-		const char *ev = k->o->env ? getenv(k->o->env) : NULL;
+		const char *ev = k->o->env && !env_overruled(&lc, k) ? getenv(k->o->env) : NULL;
 		if (ev && *ev) {
 			lc.o[i].from = FROM_ENV;
 			if (set_scalar(k->o, ev, value_of(&lc, k), why, sizeof(why))) {

@@ -1,8 +1,10 @@
-/* log.c — stderr (with a time stamp and level) or syslog. */
+/* log.c — stderr (with a time stamp and level, or with the syslog priority
+ * prefix the journal reads) or syslog. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -11,14 +13,29 @@
 
 #define LOG_LINE_MAX 2048 /* bytes of one line, after the key is scrubbed */
 
-void agent_log_open(struct agent_log *l, int level, bool use_syslog)
+/* true when stderr is the stream systemd connected to the journal:
+ * $JOURNAL_STREAM is "DEVICE:INODE" of that stream (systemd.exec(5)), so a
+ * stderr redirected elsewhere by a child's caller is not taken for it. */
+static bool stderr_is_journal(void)
 {
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void agent_log_open(struct agent_log *l, int level, const char *target)
+{
+	bool use_syslog = target && strcmp(target, "syslog") == 0;
 	if (l->syslog && !use_syslog)
 		closelog();
 	if (use_syslog && !l->syslog)
 		openlog("spool-agent", LOG_PID, LOG_DAEMON);
 	l->level = level;
 	l->syslog = use_syslog;
+	l->journal = !use_syslog && ((target && strcmp(target, "journal") == 0) || stderr_is_journal());
 }
 
 void agent_log_close(struct agent_log *l)
@@ -108,6 +125,15 @@ void agent_log(void *ctx, int level, const char *fmt, ...)
 		free(full);
 	if (l && l->syslog) {
 		syslog(level, "%s", msg);
+		return;
+	}
+	if (l && l->journal) {
+		/* one record per line: a line break in a message (a server's
+		 * answer, say) would start a record without a priority */
+		for (char *c = msg; *c; c++)
+			if (*c == '\n' || *c == '\r')
+				*c = ' ';
+		fprintf(stderr, "<%d>%s\n", level, msg);
 		return;
 	}
 	struct timespec ts;

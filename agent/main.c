@@ -18,7 +18,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <spool/spool.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
 #include <spool/spool.h>
 
 #include "codec/endpoint.h"
@@ -401,6 +404,49 @@ static double send_window_left(const struct send_window *sw)
 	return left > 0 ? left : 0;
 }
 
+/* ---- systemd: readiness and watchdog (Type=notify) ----
+ *
+ * Without $NOTIFY_SOCKET (not started by systemd with Type=notify) every
+ * call is a no-op; without libsystemd at build time (-Dsystemd=disabled)
+ * too. */
+
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+	sd_notify(0, state);
+#else
+	(void)state;
+#endif
+}
+
+/* Seconds between two WATCHDOG=1: half of $WATCHDOG_USEC (WatchdogSec=),
+ * or 0 when systemd watches nothing. */
+static double watchdog_interval(void)
+{
+#ifdef HAVE_SYSTEMD
+	uint64_t usec = 0;
+	if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0)
+		return (double)usec / 2e6;
+#endif
+	return 0;
+}
+
+struct watchdog {
+	double interval; /* 0: off */
+	double last;	 /* monotonic time of the last ping */
+};
+
+/* Called from the drain loop, which comes back at least every
+ * `interval` (the sleeps are cut to it): pings when half the watchdog time
+ * has passed, so a loop stuck anywhere gets the agent restarted. */
+static void watchdog_kick(struct watchdog *w, double now)
+{
+	if (w->interval > 0 && now - w->last >= w->interval * 0.9) {
+		notify("WATCHDOG=1");
+		w->last = now;
+	}
+}
+
 /* ---- --detach ---- */
 
 /* The write end of the pipe to the parent that --detach leaves waiting; -1
@@ -611,6 +657,12 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	/* An agent the client library started (--detach, --exit-idle) may have
+	 * inherited the notify socket of its producer's service: its READY=1
+	 * and STOPPING=1 are not that service's. */
+	if (detach || exit_idle > 0)
+		unsetenv("NOTIFY_SOCKET");
+
 	struct agent_log log = {.level = LOG_INFO};
 	struct runtime *rt = calloc(1, sizeof(*rt));
 	char err[1024];
@@ -666,7 +718,7 @@ int main(int argc, char **argv)
 		free(rt);
 		return EXIT_CONFIG;
 	}
-	agent_log_open(&log, config_log_level(rt->cfg.log_level), strcmp(rt->cfg.log_target, "syslog") == 0);
+	agent_log_open(&log, config_log_level(rt->cfg.log_level), rt->cfg.log_target);
 	agent_log_set_secret(&log, rt->secret);
 	check_spool_modes(&log, rt->cfg.spool, 0, NULL);
 
@@ -718,6 +770,11 @@ int main(int argc, char **argv)
 #endif
 	}
 	describe(rt, &log, once ? "draining once" : "started");
+	/* the spool is open, the lock held and the transports made */
+	struct watchdog wd = {.interval = watchdog_interval(), .last = mono_now()};
+	notify("READY=1\nSTATUS=draining");
+	if (wd.interval > 0)
+		agent_log(&log, LOG_DEBUG, "systemd watchdog: a ping every %g s", wd.interval);
 	struct send_window sw;
 	send_window_load(&sw, &rt->cfg, &log);
 	send_window_publish(s, &rt->cfg, &log);
@@ -726,6 +783,7 @@ int main(int argc, char **argv)
 	idle_exit_init(&idle, once ? 0 : exit_idle, s);
 	bool stop = false;
 	for (;;) {
+		watchdog_kick(&wd, mono_now());
 		send_window_update(&sw, &rt->cfg, d, &log);
 		double wait = 0;
 		enum drain_result r = drain_step(d, &wait);
@@ -769,11 +827,14 @@ int main(int argc, char **argv)
 				slice = rt->cfg.meta_interval;
 			if (slice > rt->cfg.recover_interval)
 				slice = rt->cfg.recover_interval;
+			if (wd.interval > 0 && slice > wd.interval / 2)
+				slice = wd.interval / 2;
 			int np = poll(pf, wfd >= 0 ? 2 : 1, to_ms(slice));
 			if (np < 0 && errno != EINTR) {
 				agent_log(&log, LOG_ERR, "poll: %s", strerror(errno));
 				break;
 			}
+			watchdog_kick(&wd, mono_now());
 			if (np > 0 || mono_now() >= deadline)
 				break;
 			drain_housekeep(d);
@@ -796,6 +857,8 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (reload) {
+			/* systemd waits for READY=1 after RELOADING=1 (systemctl reload) */
+			notify("RELOADING=1");
 			/* the transports keep pointers into their runtime: it lives
 			 * on the heap until the next reload replaces it */
 			struct runtime *nrt = calloc(1, sizeof(*nrt));
@@ -803,6 +866,7 @@ int main(int argc, char **argv)
 				agent_log(&log, LOG_ERR, "SIGHUP: keeping the running configuration: %s",
 					  nrt ? err : "out of memory");
 				free(nrt);
+				notify("READY=1"); /* the running configuration goes on */
 				continue;
 			}
 			if (strcmp(nrt->cfg.metrics_listen ? nrt->cfg.metrics_listen : "",
@@ -816,13 +880,13 @@ int main(int argc, char **argv)
 				agent_log(&log, LOG_ERR, "SIGHUP: bad drain parameters; keeping the running configuration");
 				runtime_free(nrt);
 				free(nrt);
+				notify("READY=1"); /* the running configuration goes on */
 				continue;
 			}
 			runtime_free(rt);
 			free(rt);
 			rt = nrt;
-			agent_log_open(&log, config_log_level(rt->cfg.log_level),
-				       strcmp(rt->cfg.log_target, "syslog") == 0);
+			agent_log_open(&log, config_log_level(rt->cfg.log_level), rt->cfg.log_target);
 			agent_log_set_secret(&log, rt->secret);
 			describe(rt, &log, "reloaded");
 			bool had_windows = sw.set.n > 0;
@@ -830,8 +894,10 @@ int main(int argc, char **argv)
 			send_window_publish(s, &rt->cfg, &log);
 			if (had_windows && sw.set.n == 0)
 				agent_log(&log, LOG_INFO, "no send windows: sending at any time");
+			notify("READY=1");
 		}
 	}
+	notify("STOPPING=1");
 	if (d && drain_in_flight(d)) {
 		size_t left = drain_finish(d, FINISH_SECONDS);
 		if (left)

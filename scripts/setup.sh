@@ -11,6 +11,7 @@ PACKAGES=(
   check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
   util-linux curl strace fiu-utils openssl python3-prometheus-client
   iproute2 scdoc man-db groff-base
+  debhelper dpkg-dev fakeroot lintian libsystemd-dev systemd
 )
 
 missing=()

@@ -323,6 +323,42 @@ START_TEST(errors_name_file_line_column_key)
 }
 END_TEST
 
+/* MASTER_LOG_API_KEY exported (for the producers, say) while the file names
+ * api_key_file: the file wins, as for any key it sets, and the key comes
+ * from the file; no "both set" error.  Without api_key_file in the file the
+ * variable is read as before. */
+START_TEST(environment_key_yields_to_key_file)
+{
+	clear_env();
+	setenv("MASTER_LOG_ENDPOINT", "http://127.0.0.1:1", 1);
+	setenv("MASTER_LOG_API_KEY", "from-environment-WXYZ", 1);
+	char keyfile[128], text[400], err[512];
+	snprintf(keyfile, sizeof(keyfile), "/tmp/agent-test-key3-%ld", (long)getpid());
+	FILE *f = fopen(keyfile, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("secret-from-file-IJKL\n", f);
+	fclose(f);
+	chmod(keyfile, 0600);
+	snprintf(text, sizeof(text), "http:\n  api_key_file: %s\n", keyfile);
+	struct agent_config c;
+	ck_assert_msg(load(text, &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert(!val(&c, "http.api_key")->set);
+	ck_assert_str_eq(val(&c, "http.api_key_file")->text, "secret-from-file-IJKL");
+	config_free(&c);
+	/* the file sets api_key too: the environment loses to it as well */
+	ck_assert_msg(load("http:\n  api_key: from-file-abcd\n", &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(val(&c, "http.api_key")->text, "from-file-abcd");
+	config_free(&c);
+	/* the file names no key: the environment's is used */
+	ck_assert_msg(load("batch_size: 10\n", &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(val(&c, "http.api_key")->text, "from-environment-WXYZ");
+	ck_assert(!val(&c, "http.api_key_file")->set);
+	config_free(&c);
+	unlink(keyfile);
+	clear_env();
+}
+END_TEST
+
 START_TEST(endpoint_normalisation)
 {
 	static const struct {
@@ -577,6 +613,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, defaults_and_environment);
 	tcase_add_test(tc, full_file);
 	tcase_add_test(tc, errors_name_file_line_column_key);
+	tcase_add_test(tc, environment_key_yields_to_key_file);
 	tcase_add_test(tc, endpoint_normalisation);
 	tcase_add_test(tc, rates);
 	tcase_add_test(tc, key_redaction);
