@@ -213,6 +213,8 @@ class MasterLogClient:
                  agent_idle_seconds=None):
         self._c = None
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0  # calls inside libmlog: shutdown() waits for them
         cfg, _keep = _config(dict(
             api_key=api_key, endpoint=endpoint, batch_size=batch_size,
             flush_interval_seconds=flush_interval_seconds, max_queue_size=max_queue_size,
@@ -299,7 +301,17 @@ class MasterLogClient:
                 return _failed("this MasterLogClient was shut down")
             self._refresh_block()
             c = self._c
-        return _result(_lib.lib.mlog_client_send(c, ctypes.byref(opts), msg, len(msg)))
+            self._busy += 1
+        try:
+            return _result(_lib.lib.mlog_client_send(c, ctypes.byref(opts), msg, len(msg)))
+        finally:
+            self._done()
+
+    def _done(self):
+        with self._lock:
+            self._busy -= 1
+            if self._busy == 0:
+                self._idle.notify_all()
 
     mlog = log
 
@@ -326,16 +338,23 @@ class MasterLogClient:
             raise TypeError(f"timeout_seconds must be a number, not {timeout_seconds!r}")
         with self._lock:
             c = self._c
-        if c is None:
-            return MasterLogResult(ok=True)
-        return _result(_lib.lib.mlog_client_flush(c, float(timeout_seconds)))
+            if c is None:
+                return MasterLogResult(ok=True)
+            self._busy += 1
+        try:
+            return _result(_lib.lib.mlog_client_flush(c, float(timeout_seconds)))
+        finally:
+            self._done()
 
     def shutdown(self):
-        """Commits, wakes the agent and waits at most 2 s for it
-        (MLOG_EXIT_WAIT_SECONDS), then closes the spool.  Later calls on
-        this client return ok False."""
+        """Waits for calls under way in other threads, commits, wakes the
+        agent and waits at most 2 s for it (MLOG_EXIT_WAIT_SECONDS), then
+        closes the spool.  Later calls on this client return ok False."""
         with self._lock:
             c, self._c = self._c, None
+            # calls under way in other threads end first (libmlog frees c)
+            while c is not None and self._busy:
+                self._idle.wait()
         if c is not None:
             with _live_lock:
                 _live.discard(self)
@@ -358,6 +377,8 @@ class MasterLogClient:
 
     def _after_fork_in_child(self):
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0  # the parent's other threads are not in the child
 
 
 def _after_fork_in_child():
