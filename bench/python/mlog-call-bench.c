@@ -31,14 +31,16 @@ static int cmp_double(const void *a, const void *b)
 int main(int argc, char **argv)
 {
 	if (argc < 4 || atol(argv[2]) < 1 || atol(argv[2]) > 1000 || atol(argv[3]) < 1) {
-		fprintf(stderr, "usage: mlog-call-bench SPOOL_DIR BURSTS(1-1000) BURST [metadata]\n");
+		fprintf(stderr,
+		        "usage: mlog-call-bench SPOOL_DIR BURSTS(1-1000) BURST [metadata]\n");
 		return 2;
 	}
 	long bursts = atol(argv[2]), n = atol(argv[3]);
 	int with_meta = argc > 4 && strcmp(argv[4], "metadata") == 0;
 	struct mlog_client *c;
 	char err[MLOG_ERROR_MAX];
-	if (mlog_client_new(&(struct mlog_config){.spool_dir = argv[1], .durability = "commit",
+	if (mlog_client_new(&(struct mlog_config){.spool_dir = argv[1],
+	                                          .durability = "commit",
 	                                          .spawn_agent = MLOG_OFF},
 	                    &c, err, sizeof(err)) != 0) {
 		fprintf(stderr, "mlog-call-bench: %s\n", err);
@@ -49,11 +51,12 @@ int main(int argc, char **argv)
 	if (with_meta)
 		o.metadata_json = "{\"target\": \"M13\", \"duration_seconds\": 18}";
 	/* a block like the binding's, so that the event is the same size */
-	mlog_client_set_block(c, "python_client",
-	                      "{\"hostname\": \"h\", \"pid\": 1, \"process_name\": \"MainProcess\", "
-	                      "\"cwd\": \"/tmp\", \"python_version\": \"3.11.2\", "
-	                      "\"library_version\": \"0.1.0\"}",
-	                      NULL, 0);
+	mlog_client_set_block(
+	    c, "python_client",
+	    "{\"hostname\": \"h\", \"pid\": 1, \"process_name\": \"MainProcess\", "
+	    "\"cwd\": \"/tmp\", \"python_version\": \"3.11.2\", "
+	    "\"library_version\": \"0.1.0\"}",
+	    NULL, 0);
 	const char *msg = "Captured frame 42 for M31";
 	size_t len = strlen(msg);
 	for (long i = 0; i < n / 10; i++) /* warm-up: the spool and the ring exist */

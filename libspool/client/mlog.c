@@ -41,8 +41,8 @@ struct mlog_client {
 	double bp_spe;
 	double bp_fullness;
 	bool is_global;
-	char *block_name;         /* mlog_client_set_block(); NULL: the c_client block */
-	struct spool_buf block;   /* its msgpack key/value pair */
+	char *block_name;       /* mlog_client_set_block(); NULL: the c_client block */
+	struct spool_buf block; /* its msgpack key/value pair */
 };
 
 /* ---- the client list and fork() ---- */
@@ -565,10 +565,11 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		nraw = 1;
 		for (size_t i = 0; i < ntyped; i++)
 			if (typed[i].key && strcmp(typed[i].key, block_name) == 0) {
-				set_error(&r,
-				          "metadata[%zu]: the key '%.60s' is the client's own block "
-				          "(mlog_client_set_block)",
-				          i, block_name);
+				set_error(
+				    &r,
+				    "metadata[%zu]: the key '%.60s' is the client's own block "
+				    "(mlog_client_set_block)",
+				    i, block_name);
 				goto out;
 			}
 	}

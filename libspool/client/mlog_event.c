@@ -283,8 +283,8 @@ int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size
 }
 
 int mlog_metadata_from_json_ex(const char *text, const struct spool_kv *typed, size_t ntyped,
-                               const char *block, struct spool_buf *out, size_t *count,
-                               char *err, size_t errlen)
+                               const char *block, struct spool_buf *out, size_t *count, char *err,
+                               size_t errlen)
 {
 	json_error_t je;
 	*count = 0;
@@ -385,7 +385,8 @@ int mlog_block_from_json(const char *name, const char *json, struct spool_buf *o
 		return -EINVAL;
 	}
 	if (strlen(name) > MLOG_BLOCK_NAME_MAX) {
-		snprintf(err, errlen, "mlog_client_set_block: the name is %zu bytes; the limit is %d",
+		snprintf(err, errlen,
+		         "mlog_client_set_block: the name is %zu bytes; the limit is %d",
 		         strlen(name), MLOG_BLOCK_NAME_MAX);
 		return -EINVAL;
 	}
@@ -400,8 +401,9 @@ int mlog_block_from_json(const char *name, const char *json, struct spool_buf *o
 	json_error_t je;
 	json_t *j = json_loads(json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!j) {
-		snprintf(err, errlen, "mlog_client_set_block: not valid JSON: %s (line %d, column %d)",
-		         je.text, je.line, je.column);
+		snprintf(err, errlen,
+		         "mlog_client_set_block: not valid JSON: %s (line %d, column %d)", je.text,
+		         je.line, je.column);
 		return -EINVAL;
 	}
 	if (!json_is_object(j)) {
@@ -413,7 +415,8 @@ int mlog_block_from_json(const char *name, const char *json, struct spool_buf *o
 	}
 	/* the block sits one level below metadata, as a user value would */
 	if (json_depth(j, MLOG_METADATA_MAX_DEPTH) >= MLOG_METADATA_MAX_DEPTH) {
-		snprintf(err, errlen, "mlog_client_set_block: nested too deep (MLOG_METADATA_MAX_DEPTH)");
+		snprintf(err, errlen,
+		         "mlog_client_set_block: nested too deep (MLOG_METADATA_MAX_DEPTH)");
 		json_decref(j);
 		return -EINVAL;
 	}

@@ -28,8 +28,8 @@ int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size
 /* The same, refusing also the key `block` (may be NULL): the name of the
  * client's own block (mlog_client_set_block). */
 int mlog_metadata_from_json_ex(const char *text, const struct spool_kv *typed, size_t ntyped,
-                               const char *block, struct spool_buf *out, size_t *count,
-                               char *err, size_t errlen);
+                               const char *block, struct spool_buf *out, size_t *count, char *err,
+                               size_t errlen);
 
 /* Packs the client block of mlog_client_set_block(): the msgpack string
  * `name` and the JSON object `json` as a map (converted as metadata_json

@@ -77,7 +77,9 @@ START_TEST(test_block_replaces_c_client)
 	              err);
 	struct mlog_kv kv[] = {{.key = "frame", .type = MLOG_KV_INT, .i = 42}};
 	struct mlog_result r = mlog_client_send(
-	    c, &(struct mlog_opts){.metadata = kv, .nmetadata = 1, .metadata_json = "{\"t\": \"M31\"}"},
+	    c,
+	    &(struct mlog_opts){
+	        .metadata = kv, .nmetadata = 1, .metadata_json = "{\"t\": \"M31\"}"},
 	    "one", 3);
 	ck_assert_msg(r.ok, "%s", r.error);
 	/* the binding sets it again (a new pid after fork): the next event has it */
@@ -97,8 +99,8 @@ START_TEST(test_block_replaces_c_client)
 	ck_assert_str_eq(json_string_value(json_object_get(m0, "t")), "M31");
 	ck_assert_uint_eq(json_object_size(m0), 3);
 	json_t *m1 = json_array_get(m, 1);
-	ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(m1, "python_client"), "pid")),
-	                 8);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(json_object_get(m1, "python_client"), "pid")), 8);
 	ck_assert_uint_eq(json_object_size(m1), 1);
 	json_t *m2 = json_array_get(m, 2);
 	ck_assert_ptr_null(json_object_get(m2, "python_client"));
@@ -122,8 +124,8 @@ START_TEST(test_block_name_is_refused_as_user_key)
 	ck_assert(!r.ok && !r.queued);
 	ck_assert_msg(strstr(r.error, "'python_client' is the client's own block"), "%s", r.error);
 	/* deeper down it is an ordinary key */
-	r = mlog_client_send(c, &(struct mlog_opts){.metadata_json = "{\"x\": {\"python_client\": 1}}"},
-	                     "c", 1);
+	r = mlog_client_send(
+	    c, &(struct mlog_opts){.metadata_json = "{\"x\": {\"python_client\": 1}}"}, "c", 1);
 	ck_assert_msg(r.ok, "%s", r.error);
 	json_t *m = spooled_metadata();
 	ck_assert_uint_eq(json_array_size(m), 1);
@@ -148,8 +150,8 @@ START_TEST(test_bad_blocks_are_refused_with_a_sentence)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char err[MLOG_ERROR_MAX] = "";
-		ck_assert_int_eq(mlog_client_set_block(c, bad[i].name, bad[i].json, err, sizeof(err)),
-		                 -EINVAL);
+		ck_assert_int_eq(
+		    mlog_client_set_block(c, bad[i].name, bad[i].json, err, sizeof(err)), -EINVAL);
 		ck_assert_msg(strstr(err, bad[i].says), "case %zu: '%s'", i, err);
 	}
 	char longname[MLOG_BLOCK_NAME_MAX + 2];
