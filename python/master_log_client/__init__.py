@@ -75,11 +75,17 @@ def mlog(*values, severity="info", title=None, tags=None, ttl_seconds=None, meta
          sep=" "):
     """Logs values joined with sep, like print(); the event is in the spool
     when it returns (result.ok)."""
-    c = _client()
-    if c is None:
-        return _failed(_bad_settings)
-    return c.log(*values, severity=severity, title=title, tags=tags, ttl_seconds=ttl_seconds,
-                 metadata=metadata, sep=sep)
+    for _ in range(3):
+        c = _client()
+        if c is None:
+            return _failed(_bad_settings)
+        r = c.log(*values, severity=severity, title=title, tags=tags, ttl_seconds=ttl_seconds,
+                  metadata=metadata, sep=sep)
+        # a configure() or shutdown() in another thread closed the client
+        # this call had picked: log through the one that replaces it
+        if r.ok or not c.closed or c is _default:
+            return r
+    return r
 
 
 def debug(*values, **kwargs):

@@ -315,6 +315,11 @@ class MasterLogClient:
 
     mlog = log
 
+    @property
+    def closed(self):
+        """True once shutdown() ran."""
+        return self._c is None
+
     def debug(self, *values, **kwargs):
         return self.log(*values, severity="debug", **kwargs)
 

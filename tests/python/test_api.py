@@ -260,3 +260,29 @@ print(len(oks))
     n = int(out)
     assert 0 < n < 400000
     assert len(spool_pending(workdir / "spool")) == n
+
+
+def test_configure_while_threads_log_loses_no_call(workdir):
+    """configure() replaces the process-wide client while four threads log
+    through mlog(): every call reports ok and is in the spool."""
+    out = ok(py(workdir, """
+import threading
+from master_log_client import configure, mlog
+n = [0, 0, 0, 0]
+def worker(k):
+    for i in range(300):
+        r = mlog("c", k, i)
+        assert r.ok, r.error
+        n[k] += 1
+ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+for t in ts:
+    t.start()
+for _ in range(5):
+    configure(batch_size=50)
+for t in ts:
+    t.join()
+print(sum(n))
+""", MASTER_LOG_SPAWN_AGENT="false"))
+    assert out == "1200\n"
+    got = sorted(e["message"] for e in spool_pending(workdir / "spool"))
+    assert got == sorted(f"c {k} {i}" for k in range(4) for i in range(300))
