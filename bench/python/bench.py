@@ -9,9 +9,10 @@ with no agent and no endpoint, on disk (--dir, default /var/tmp), after a
 warm-up, in --bursts bursts of --burst calls with a 50 ms pause between
 them, so that the 4 MiB commit ring never fills (the figure is the call's
 cost, not the disk's: the disk's limits are spool-bench's); each figure is
-the median burst's time per call.  Prints one JSON object per case and a
-summary with the ratios: python mlog / bare python call, and python mlog /
-C call.
+the median burst's time per call, wall and CPU time of the calling thread
+(the call's own cost, whatever else the machine runs: the ratios to quote
+on a shared machine).  Prints one JSON object per case and a summary with
+the ratios: python mlog / bare python call, and python mlog / C call.
 
 Usage: bench.py --libmlog PATH --c-bench PATH [--bursts N] [--burst N] [--dir DIR]
 """
@@ -33,16 +34,18 @@ def bare(*values, severity="info", title=None, tags=None, ttl_seconds=None, meta
 
 
 def per_call(fn, bursts, n, *args, **kwargs):
+    """Median over bursts of (wall ns, calling thread's CPU ns) per call."""
     for _ in range(n // 10):
         fn(*args, **kwargs)
-    per = []
+    wall, cpu = [], []
     for _ in range(bursts):
         time.sleep(0.05)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         for _ in range(n):
             fn(*args, **kwargs)
-        per.append((time.perf_counter() - t0) / n * 1e9)
-    return statistics.median(per)
+        wall.append((time.perf_counter() - t0) / n * 1e9)
+        cpu.append((time.thread_time() - c0) / n * 1e9)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def main():
@@ -79,18 +82,20 @@ def main():
             out = subprocess.run([a.c_bench, os.path.join(root, "c" + suffix), str(bursts), str(n)] +
                                  (["metadata"] if meta else []),
                                  capture_output=True, text=True, check=True)
-            results["c-mlog_client_send" + suffix] = json.loads(out.stdout)["ns_per_call"]
+            j = json.loads(out.stdout)
+            results["c-mlog_client_send" + suffix] = (j["ns_per_call"], j["cpu_ns_per_call"])
         for k, v in results.items():
-            print(json.dumps({"case": k, "events": n * bursts, "ns_per_call": round(v, 1)}))
+            print(json.dumps({"case": k, "events": n * bursts, "ns_per_call": round(v[0], 1),
+                              "cpu_ns_per_call": round(v[1], 1)}))
         summary = {"case": "summary"}
         for suffix in ("", "-metadata"):
             py = results["python-mlog" + suffix]
-            summary["mlog_over_bare_call" + suffix] = round(
-                py / results["python-bare-call" + suffix], 1)
-            summary["mlog_over_c_call" + suffix] = round(
-                py / results["c-mlog_client_send" + suffix], 2)
-            summary["python_added_ns" + suffix] = round(
-                py - results["c-mlog_client_send" + suffix], 1)
+            bare_ = results["python-bare-call" + suffix]
+            c = results["c-mlog_client_send" + suffix]
+            for i, what in ((1, "cpu"), (0, "wall")):
+                summary[f"{what}_mlog_over_bare_call{suffix}"] = round(py[i] / bare_[i], 1)
+                summary[f"{what}_mlog_over_c_call{suffix}"] = round(py[i] / c[i], 2)
+                summary[f"{what}_python_added_ns{suffix}"] = round(py[i] - c[i], 1)
         print(json.dumps(summary))
     finally:
         shutil.rmtree(root, ignore_errors=True)
