@@ -212,7 +212,10 @@ for i in range(20):
     took = time.monotonic() - t0
     spool = workdir / "spool"
     try:
-        assert took < 8, took  # 2 s exit bound, plus interpreter and agent start
+        # the 2 s exit bound, plus at most 5 s for the agent's start
+        # (MLOG_SPAWN_WAIT_SECONDS) and the interpreter: not a speed
+        # figure, a hang on the network would take 30 s and more
+        assert took < 12, took
         assert spool_status(spool).get("agent_running"), "the library started no agent"
         assert len(spool_pending(spool)) == 20
     finally:
