@@ -9,6 +9,7 @@ PACKAGES=(
   meson ninja-build pkg-config gcc libc6-dev
   liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libcurl4-openssl-dev
   check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
+  python3-pytest python3-venv
   util-linux curl strace fiu-utils openssl python3-prometheus-client
   iproute2 scdoc man-db groff-base
   debhelper dpkg-dev fakeroot lintian libsystemd-dev systemd

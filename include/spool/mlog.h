@@ -256,6 +256,24 @@ MLOG_API void mlog_client_free(struct mlog_client *c);
 MLOG_API struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opts *opts,
                                               const char *message, size_t len);
 
+/* For language bindings (python/: master_log_client): replaces the
+ * automatic metadata.c_client block of c's events by the binding's own,
+ * metadata.NAME = the JSON object `json` (e.g. "python_client" with the
+ * host, pid, process name and versions the binding reports), from the
+ * next call on.  The agent still adds c_client.spool_seq at send time
+ * (docs/event-format.md).  The key NAME is then refused in the caller's
+ * metadata, like c_client.  The block is copied and sent as given: the
+ * caller sets it again when a value in it changes (a pid after fork()).
+ * name and json both NULL restore the c_client block.  A name has at most
+ * MLOG_BLOCK_NAME_MAX bytes.
+ * 0, or -EINVAL with a sentence in err (may be NULL): a name that is
+ * empty, not valid UTF-8, c_client or delivery; json that is not one JSON
+ * object or nests deeper than MLOG_METADATA_MAX_DEPTH - 1; -ENOMEM.
+ * Thread-safe; a call already under way keeps the block it started with. */
+#define MLOG_BLOCK_NAME_MAX 128
+MLOG_API int mlog_client_set_block(struct mlog_client *c, const char *name, const char *json,
+                                   char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif

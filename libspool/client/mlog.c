@@ -43,6 +43,8 @@ struct mlog_client {
 	double bp_spe;
 	double bp_fullness;
 	bool is_global;
+	char *block_name;       /* mlog_client_set_block(); NULL: the c_client block */
+	struct spool_buf block; /* its msgpack key/value pair */
 };
 
 /* ---- the client list and fork() ---- */
@@ -238,6 +240,41 @@ int mlog_client_new(const struct mlog_config *cfg, struct mlog_client **out, cha
 			snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
+	return 0;
+}
+
+int mlog_client_set_block(struct mlog_client *c, const char *name, const char *json, char *err,
+                          size_t errlen)
+{
+	char e[MLOG_ERROR_MAX];
+	if (!c) {
+		if (err && errlen)
+			snprintf(err, errlen, "mlog_client_set_block: no client");
+		return -EINVAL;
+	}
+	struct spool_buf block = {0};
+	char *copy = NULL;
+	if (name || json) {
+		int rc = mlog_block_from_json(name, json, &block, e, sizeof(e));
+		if (rc == 0 && !(copy = strdup(name))) {
+			snprintf(e, sizeof(e), "out of memory");
+			rc = -ENOMEM;
+		}
+		if (rc) {
+			spool_buf_free(&block);
+			if (err && errlen)
+				snprintf(err, errlen, "%s", e);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&c->mu);
+	char *old_name = c->block_name;
+	struct spool_buf old = c->block;
+	c->block_name = copy;
+	c->block = block;
+	pthread_mutex_unlock(&c->mu);
+	free(old_name);
+	spool_buf_free(&old);
 	return 0;
 }
 
@@ -575,12 +612,39 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	mlog_kv_to_spool(opts->metadata, ntyped, typed);
 	struct spool_buf raw = {0}, ev = {0};
 	size_t nraw = 0;
+	char block_name[256] = ""; /* the binding's block, when set: copied, as it may change */
+	pthread_mutex_lock(&c->mu);
+	int brc = 0;
+	if (c->block_name) {
+		snprintf(block_name, sizeof(block_name), "%s", c->block_name);
+		brc = spool_buf_append(&raw, c->block.data, c->block.len);
+	}
+	pthread_mutex_unlock(&c->mu);
+	if (brc) {
+		set_error(&r, "out of memory");
+		goto out;
+	}
+	if (block_name[0]) {
+		nraw = 1;
+		for (size_t i = 0; i < ntyped; i++)
+			if (typed[i].key && strcmp(typed[i].key, block_name) == 0) {
+				set_error(
+				    &r,
+				    "metadata[%zu]: the key '%.60s' is the client's own block "
+				    "(mlog_client_set_block)",
+				    i, block_name);
+				goto out;
+			}
+	}
 	if (mlog_metadata_check(typed, ntyped, r.error, sizeof(r.error)) != 0)
 		goto out;
+	size_t njson = 0;
 	if (opts->metadata_json &&
-	    mlog_metadata_from_json(opts->metadata_json, typed, ntyped, &raw, &nraw, r.error,
-	                            sizeof(r.error)) != 0)
+	    mlog_metadata_from_json_ex(opts->metadata_json, typed, ntyped,
+	                               block_name[0] ? block_name : NULL, &raw, &njson, r.error,
+	                               sizeof(r.error)) != 0)
 		goto out;
+	nraw += njson;
 	struct spool_event e = {
 	    .message = message,
 	    .message_len = len,
@@ -590,7 +654,8 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 	    .ttl_seconds = opts->ttl_seconds,
 	    .metadata = typed,
 	    .nmetadata = ntyped,
-	    .fqdn = mlog_fqdn(),
+	    .no_client_block = block_name[0] != '\0',
+	    .fqdn = block_name[0] ? NULL : mlog_fqdn(),
 	    .metadata_raw = raw.data,
 	    .metadata_raw_len = raw.len,
 	    .metadata_raw_count = nraw,
@@ -955,6 +1020,8 @@ static void client_end(struct mlog_client *c, double bound, bool exiting)
 		c->next->prev = c->prev;
 	pthread_mutex_unlock(&list_mu);
 	mlog_settings_free(&c->set);
+	free(c->block_name);
+	spool_buf_free(&c->block);
 	pthread_mutex_destroy(&c->mu);
 	free(c);
 }

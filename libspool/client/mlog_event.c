@@ -318,6 +318,13 @@ static const char *json_type_name(const json_t *j)
 int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size_t ntyped,
                             struct spool_buf *out, size_t *count, char *err, size_t errlen)
 {
+	return mlog_metadata_from_json_ex(text, typed, ntyped, NULL, out, count, err, errlen);
+}
+
+int mlog_metadata_from_json_ex(const char *text, const struct spool_kv *typed, size_t ntyped,
+                               const char *block, struct spool_buf *out, size_t *count, char *err,
+                               size_t errlen)
+{
 	json_error_t je;
 	*count = 0;
 	/* any root, so that "42" is told it is not an object; NUL allowed in
@@ -339,6 +346,8 @@ int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size
 	json_object_foreach(j, k, v)
 	{
 		const char *why = reserved_key(k);
+		if (!why && block && strcmp(k, block) == 0)
+			why = "the client's own block (mlog_client_set_block)";
 		if (why) {
 			snprintf(err, errlen, "metadata_json: the key '%s' is %s", k, why);
 			json_decref(j);
@@ -403,4 +412,62 @@ void mlog_kv_to_spool(const struct mlog_kv *in, size_t n, struct spool_kv *out)
 		out[i] = (struct spool_kv){.key = in[i].key, .type = t, .s = in[i].s, .i = in[i].i,
 		                           .d = in[i].d, .b = in[i].b};
 	}
+}
+
+int mlog_block_from_json(const char *name, const char *json, struct spool_buf *out, char *err,
+                         size_t errlen)
+{
+	const char *why;
+	if (!name || !name[0] || !json) {
+		snprintf(err, errlen, "mlog_client_set_block: %s is missing",
+		         !json ? "the block's JSON" : "the block's name");
+		return -EINVAL;
+	}
+	if (strlen(name) > MLOG_BLOCK_NAME_MAX) {
+		snprintf(err, errlen,
+		         "mlog_client_set_block: the name is %zu bytes; the limit is %d",
+		         strlen(name), MLOG_BLOCK_NAME_MAX);
+		return -EINVAL;
+	}
+	if (!utf8_ok(name)) {
+		snprintf(err, errlen, "mlog_client_set_block: the name is not valid UTF-8");
+		return -EINVAL;
+	}
+	if ((why = reserved_key(name))) {
+		snprintf(err, errlen, "mlog_client_set_block: the name '%.60s' is %s", name, why);
+		return -EINVAL;
+	}
+	json_error_t je;
+	json_t *j = json_loads(json, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	if (!j) {
+		snprintf(err, errlen,
+		         "mlog_client_set_block: not valid JSON: %s (line %d, column %d)", je.text,
+		         je.line, je.column);
+		return -EINVAL;
+	}
+	if (!json_is_object(j)) {
+		snprintf(err, errlen,
+		         "mlog_client_set_block: expected a JSON object ({...}), got %s",
+		         json_type_name(j));
+		json_decref(j);
+		return -EINVAL;
+	}
+	/* the block sits one level below metadata, as a user value would */
+	if (json_depth(j, MLOG_METADATA_MAX_DEPTH) >= MLOG_METADATA_MAX_DEPTH) {
+		snprintf(err, errlen,
+		         "mlog_client_set_block: nested too deep (MLOG_METADATA_MAX_DEPTH)");
+		json_decref(j);
+		return -EINVAL;
+	}
+	msgpack_packer pk;
+	msgpack_packer_init(&pk, out, sb_write);
+	size_t start = out->len;
+	msgpack_pack_str_with_body(&pk, name, strlen(name));
+	pack_json(&pk, j, 2);
+	json_decref(j);
+	if (out->len == start) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
 }

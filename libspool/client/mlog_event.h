@@ -25,6 +25,20 @@ void mlog_kv_to_spool(const struct mlog_kv *in, size_t n, struct spool_kv *out);
 int mlog_metadata_from_json(const char *text, const struct spool_kv *typed, size_t ntyped,
                             struct spool_buf *out, size_t *count, char *err, size_t errlen);
 
+/* The same, refusing also the key `block` (may be NULL): the name of the
+ * client's own block (mlog_client_set_block). */
+int mlog_metadata_from_json_ex(const char *text, const struct spool_kv *typed, size_t ntyped,
+                               const char *block, struct spool_buf *out, size_t *count, char *err,
+                               size_t errlen);
+
+/* Packs the client block of mlog_client_set_block(): the msgpack string
+ * `name` and the JSON object `json` as a map (converted as metadata_json
+ * is), appended to *out as one key/value pair.  -EINVAL with a sentence in
+ * err for an empty, invalid UTF-8 or reserved name (c_client, delivery),
+ * JSON that is not one object, or nesting too deep; -ENOMEM. */
+int mlog_block_from_json(const char *name, const char *json, struct spool_buf *out, char *err,
+                         size_t errlen);
+
 /* Checks typed metadata before it is encoded: every key set, valid UTF-8,
  * not reserved, not repeated; a known type; strings not NULL; doubles
  * finite.  0, or -EINVAL / -ENOMEM with a sentence naming the entry. */
