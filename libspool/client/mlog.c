@@ -846,16 +846,18 @@ static const msgpack_object *map_get(const msgpack_object *o, const char *key)
 	return NULL;
 }
 
-/* Whether a stored event was logged by this process: metadata.c_client's
- * pid (no other process of the host has it while this one lives). */
-static bool event_is_ours(const void *data, size_t len)
+/* Whether a stored event was logged by this process: the pid in its client
+ * block, metadata.c_client or the binding's (block, from
+ * mlog_client_set_block(); no other process of the host has the pid while
+ * this one lives). */
+static bool event_is_ours(const void *data, size_t len, const char *block)
 {
 	msgpack_unpacked u;
 	msgpack_unpacked_init(&u);
 	bool ours = false;
 	if (msgpack_unpack_next(&u, data, len, NULL) == MSGPACK_UNPACK_SUCCESS) {
 		const msgpack_object *m = map_get(&u.data, "metadata");
-		const msgpack_object *cc = m ? map_get(m, "c_client") : NULL;
+		const msgpack_object *cc = m ? map_get(m, block) : NULL;
 		const msgpack_object *pid = cc ? map_get(cc, "pid") : NULL;
 		ours = pid && pid->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
 		       pid->via.u64 == (uint64_t)getpid();
@@ -872,6 +874,8 @@ static void count_dead(struct mlog_client *c, struct spool *s, uint64_t last, st
 {
 	pthread_mutex_lock(&c->mu);
 	uint64_t after = c->dead_after;
+	char block[256];
+	snprintf(block, sizeof(block), "%s", c->block_name ? c->block_name : "c_client");
 	pthread_mutex_unlock(&c->mu);
 	uint64_t n = 0;
 	int status = 0;
@@ -883,7 +887,7 @@ static void count_dead(struct mlog_client *c, struct spool *s, uint64_t last, st
 		size_t cnt = spool_batch_count(b);
 		const struct spool_record *rec = spool_batch_records(b);
 		for (size_t i = 0; i < cnt && rec[i].seq <= last; i++) {
-			if (event_is_ours(rec[i].data, rec[i].len)) {
+			if (event_is_ours(rec[i].data, rec[i].len, block)) {
 				n++;
 				status = rec[i].dead_status;
 				snprintf(reason, sizeof(reason), "%s", rec[i].dead_reason ? rec[i].dead_reason : "");

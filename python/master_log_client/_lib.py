@@ -40,6 +40,8 @@ class Result(ctypes.Structure):
         ("queued", ctypes.c_bool),
         ("accepted", ctypes.c_bool),
         ("error", ctypes.c_char * ERROR_MAX),
+        # in the tail padding of the first layout (mlog.h)
+        ("dead_lettered", ctypes.c_uint16),
     ]
 
 

@@ -34,7 +34,9 @@ class MasterLogResult:
     (async_mode=False), None when no request was made; event_id: the
     server's id after a direct send, else the event's client_event_id;
     queued: the event sits in the spool for the agent; accepted: the spool
-    or the server took it; error: a sentence, or None.
+    or the server took it; error: a sentence, or None; dead_lettered
+    (flush() only): events of this process the server rejected for good
+    since the previous flush, moved to the dead letters (ok is then False).
     """
 
     ok: bool
@@ -43,6 +45,7 @@ class MasterLogResult:
     queued: bool = False
     accepted: bool = False
     error: Optional[str] = None
+    dead_lettered: int = 0
 
 
 def _result(r):
@@ -53,6 +56,7 @@ def _result(r):
         queued=bool(r.queued),
         accepted=bool(r.accepted),
         error=r.error.decode("utf-8", "replace") or None,
+        dead_lettered=int(r.dead_lettered),
     )
 
 

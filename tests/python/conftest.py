@@ -59,13 +59,14 @@ def wait_until(pred, timeout, what):
 class Receiver:
     """mlog-receiver on 127.0.0.1 storing what it accepts in a file."""
 
-    def __init__(self, d, port=0, api_key=None):
+    def __init__(self, d, port=0, api_key=None, extra=()):
         self.out = d / "received.jsonl"
         portfile = d / "receiver.port"
         args = [RECEIVER, "--listen", "127.0.0.1", "--port", str(port),
                 "--port-file", str(portfile), "--out", str(self.out)]
         if api_key:
             args += ["--api-key", api_key]
+        args += list(extra)
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_until(lambda: portfile.exists() or self.proc.poll() is not None, 10,
                    "mlog-receiver to listen")

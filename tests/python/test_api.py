@@ -234,6 +234,26 @@ for i in range(20):
         r.stop()
 
 
+def test_flush_counts_dead_letters(workdir):
+    """flush() after events the server rejects for good: ok False and
+    dead_lettered counts this process's rejected events (libmlog's
+    mlog_result.dead_lettered, read through the ctypes layout)."""
+    r = Receiver(workdir, api_key="dev-key", extra=["--reject-word", "poison"])
+    spool = workdir / "spool"
+    try:
+        out = ok(py(workdir, "from master_log_client import flush, mlog\n"
+                    "for m in ('good 1', 'poison 1', 'good 2', 'poison 2', 'poison 3'):\n"
+                    "    assert mlog(m).ok\n"
+                    "r = flush(20)\nprint(r.ok, r.dead_lettered)",
+                    MASTER_LOG_ENDPOINT=r.url, MASTER_LOG_API_KEY="dev-key"))
+        assert out == "False 3\n", out
+        got = sorted(e["message"] for e in r.wait_events(2))
+        assert got == ["good 1", "good 2"]
+    finally:
+        stop_agent(spool)
+        r.stop()
+
+
 def test_shutdown_while_threads_log(workdir):
     """shutdown() from one thread while four others log: no crash, and
     exactly the calls that reported ok are in the spool, and the others
