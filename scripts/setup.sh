@@ -10,7 +10,7 @@ PACKAGES=(
   liblmdb-dev lmdb-utils libmsgpack-dev libyaml-dev libcurl4-openssl-dev
   check zlib1g-dev libdeflate-dev libmicrohttpd-dev libjansson-dev
   util-linux curl strace fiu-utils openssl
-  iproute2
+  iproute2 nats-server libnats-dev
 )
 
 missing=()
