@@ -30,52 +30,6 @@
 
 #include "nats_conn.h"
 
-enum nats_key {
-	NK_SERVERS,
-	NK_SUBJECT,
-	NK_STREAM,
-	NK_CREDS_FILE,
-	NK_USER,
-	NK_PASSWORD_FILE,
-	NK_TOKEN_FILE,
-	NK_TLS_CA_FILE,
-	NK_TLS_CLIENT_CERT,
-	NK_TLS_CLIENT_KEY,
-	NK_MAX_PENDING,
-	NK_ACK_TIMEOUT,
-	NK_CONNECT_TIMEOUT,
-	NK_NKEYS
-};
-
-static const struct spool_tx_option nats_options[NK_NKEYS] = {
-	[NK_SERVERS] = {"servers", SPOOL_TX_LIST, SPOOL_TX_TEXT, NULL, NULL, 0, 0, NULL,
-			"NATS servers of the JetStream cluster: nats://host:port or tls://host:port (required)"},
-	[NK_SUBJECT] = {"subject", SPOOL_TX_STRING, SPOOL_TX_TEXT, "logs.{hostname}", NULL, 0, 0, NULL,
-			"subject to publish to; {hostname} becomes this host's name (dots as _)"},
-	[NK_STREAM] = {"stream", SPOOL_TX_STRING, SPOOL_TX_TEXT, "MASTER_LOG", NULL, 0, 0, NULL,
-		       "JetStream stream that must take the subject (checked at connect)"},
-	[NK_CREDS_FILE] = {"creds_file", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
-			   "NATS credentials file (JWT and seed; owned by the agent's user, mode 0600 or 0400)"},
-	[NK_USER] = {"user", SPOOL_TX_STRING, SPOOL_TX_TEXT, NULL, NULL, 0, 0, NULL,
-		     "user name (with password_file)"},
-	[NK_PASSWORD_FILE] = {"password_file", SPOOL_TX_STRING, SPOOL_TX_SECRET_FILE, NULL, NULL, 0, 0, NULL,
-			      "file holding the user's password (mode 0600 or 0400)"},
-	[NK_TOKEN_FILE] = {"token_file", SPOOL_TX_STRING, SPOOL_TX_SECRET_FILE, NULL, NULL, 0, 0, NULL,
-			   "file holding an authentication token (mode 0600 or 0400)"},
-	[NK_TLS_CA_FILE] = {"tls.ca_file", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
-			    "CA bundle (PEM) to verify the servers with"},
-	[NK_TLS_CLIENT_CERT] = {"tls.client_cert", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
-				"client certificate (PEM)"},
-	[NK_TLS_CLIENT_KEY] = {"tls.client_key", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
-			       "client key (PEM)"},
-	[NK_MAX_PENDING] = {"max_pending", SPOOL_TX_INT, SPOOL_TX_TEXT, "4096", NULL, 1, 1000000, NULL,
-			    "most publishes waiting for their PubAck at once"},
-	[NK_ACK_TIMEOUT] = {"ack_timeout_seconds", SPOOL_TX_NUMBER, SPOOL_TX_TEXT, "10", NULL, 0.05, 3600, NULL,
-			    "a publish with no PubAck after this long is kept and sent again"},
-	[NK_CONNECT_TIMEOUT] = {"connect_timeout_seconds", SPOOL_TX_NUMBER, SPOOL_TX_TEXT, "5", NULL, 0.05, 600,
-				NULL, "connect timeout per server"},
-};
-
 /* One request in flight. */
 struct nats_open {
 	struct spool_tx_request *req;
@@ -119,62 +73,6 @@ static double mono_now(void)
 }
 
 #define LOG(t, lvl, ...) (t)->cfg->log((t)->cfg->log_ctx, (lvl), __VA_ARGS__)
-
-static int nats_check(const struct spool_tx_value *v, size_t n, size_t *key, char *why, size_t whylen)
-{
-	if (n < NK_NKEYS) {
-		*key = 0;
-		snprintf(why, whylen, "incomplete settings");
-		return -1;
-	}
-	if (!v[NK_SERVERS].set || v[NK_SERVERS].nitems == 0) {
-		*key = NK_SERVERS;
-		snprintf(why, whylen, "not set; the nats transport needs at least one nats:// or tls:// URL");
-		return -1;
-	}
-	for (size_t i = 0; i < v[NK_SERVERS].nitems; i++) {
-		const char *u = v[NK_SERVERS].items[i];
-		if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) {
-			*key = NK_SERVERS;
-			snprintf(why, whylen, "'%s': not a nats:// or tls:// URL", u);
-			return -1;
-		}
-		const char *host = strstr(u, "://") + 3;
-		if (!*host || *host == ':' || *host == '/') {
-			*key = NK_SERVERS;
-			snprintf(why, whylen, "'%s': no host", u);
-			return -1;
-		}
-	}
-	const char *sub = v[NK_SUBJECT].text;
-	if (!sub || strpbrk(sub, " \t*>") || sub[0] == '.' || sub[strlen(sub) - 1] == '.' || strstr(sub, "..")) {
-		*key = NK_SUBJECT;
-		snprintf(why, whylen, "'%s': not a subject to publish to (tokens separated by dots, no * or >)",
-			 sub ? sub : "");
-		return -1;
-	}
-	int nauth = v[NK_CREDS_FILE].set + v[NK_USER].set + v[NK_TOKEN_FILE].set;
-	if (nauth > 1) {
-		*key = v[NK_TOKEN_FILE].set ? NK_TOKEN_FILE : NK_USER;
-		snprintf(why, whylen, "give one of creds_file, user (with password_file) or token_file, not several");
-		return -1;
-	}
-	if (v[NK_USER].set != v[NK_PASSWORD_FILE].set) {
-		*key = v[NK_USER].set ? NK_PASSWORD_FILE : NK_USER;
-		snprintf(why, whylen, "user and password_file go together: give both or neither");
-		return -1;
-	}
-	if (v[NK_CREDS_FILE].set && nats_link_check_private(v[NK_CREDS_FILE].text, why, whylen)) {
-		*key = NK_CREDS_FILE;
-		return -1;
-	}
-	if (v[NK_TLS_CLIENT_CERT].set != v[NK_TLS_CLIENT_KEY].set) {
-		*key = v[NK_TLS_CLIENT_CERT].set ? NK_TLS_CLIENT_KEY : NK_TLS_CLIENT_CERT;
-		snprintf(why, whylen, "tls.client_cert and tls.client_key go together: give both or neither");
-		return -1;
-	}
-	return 0;
-}
 
 /* subject with {hostname} replaced; dots, spaces and wildcards of the host
  * name become '_' so that it stays one token */
@@ -442,7 +340,7 @@ static int nats_create(const struct spool_tx_config *cfg, void **out, char *err,
 	const struct spool_tx_value *v = cfg->values;
 	size_t key = 0;
 	*out = NULL;
-	if (nats_check(v, cfg->nvalues, &key, err, errlen)) {
+	if (nats_section_check(v, cfg->nvalues, &key, err, errlen)) {
 		size_t l = strlen(err);
 		snprintf(err + l, errlen - l, " (nats.%s)", nats_options[key].key);
 		return -EINVAL;
@@ -451,19 +349,7 @@ static int nats_create(const struct spool_tx_config *cfg, void **out, char *err,
 	if (!t)
 		return -ENOMEM;
 	t->cfg = cfg;
-	t->lc = (struct nats_link_config){
-		.servers = v[NK_SERVERS].items,
-		.nservers = v[NK_SERVERS].nitems,
-		.creds_file = v[NK_CREDS_FILE].set ? v[NK_CREDS_FILE].text : NULL,
-		.user = v[NK_USER].set ? v[NK_USER].text : NULL,
-		.password = v[NK_PASSWORD_FILE].set ? v[NK_PASSWORD_FILE].text : NULL,
-		.token = v[NK_TOKEN_FILE].set ? v[NK_TOKEN_FILE].text : NULL,
-		.ca_file = v[NK_TLS_CA_FILE].set ? v[NK_TLS_CA_FILE].text : NULL,
-		.client_cert = v[NK_TLS_CLIENT_CERT].set ? v[NK_TLS_CLIENT_CERT].text : NULL,
-		.client_key = v[NK_TLS_CLIENT_KEY].set ? v[NK_TLS_CLIENT_KEY].text : NULL,
-		.connect_timeout = v[NK_CONNECT_TIMEOUT].number,
-		.name = cfg->user_agent,
-	};
+	nats_link_config_from(v, cfg->user_agent, &t->lc);
 	nats_link_servers_text(&t->lc, t->servers_text, sizeof(t->servers_text));
 	t->stream = v[NK_STREAM].text;
 	t->max_pending = v[NK_MAX_PENDING].integer;
@@ -588,7 +474,7 @@ SPOOL_TRANSPORT_EXPORT const struct spool_transport spool_transport_entry = {
 	.section = "nats",
 	.options = nats_options,
 	.noptions = NK_NKEYS,
-	.check = nats_check,
+	.check = nats_section_check,
 	.create = nats_create,
 	.destroy = nats_destroy,
 	.submit = nats_submit,

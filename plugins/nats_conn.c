@@ -8,6 +8,108 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+const struct spool_tx_option nats_options[NK_NKEYS] = {
+	[NK_SERVERS] = {"servers", SPOOL_TX_LIST, SPOOL_TX_TEXT, NULL, NULL, 0, 0, NULL,
+			"NATS servers of the JetStream cluster: nats://host:port or tls://host:port (required)"},
+	[NK_SUBJECT] = {"subject", SPOOL_TX_STRING, SPOOL_TX_TEXT, "logs.{hostname}", NULL, 0, 0, NULL,
+			"subject to publish to; {hostname} becomes this host's name (dots as _)"},
+	[NK_STREAM] = {"stream", SPOOL_TX_STRING, SPOOL_TX_TEXT, "MASTER_LOG", NULL, 0, 0, NULL,
+		       "JetStream stream that must take the subject (checked at connect)"},
+	[NK_CREDS_FILE] = {"creds_file", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
+			   "NATS credentials file (JWT and seed; owned by the agent's user, mode 0600 or 0400)"},
+	[NK_USER] = {"user", SPOOL_TX_STRING, SPOOL_TX_TEXT, NULL, NULL, 0, 0, NULL,
+		     "user name (with password_file)"},
+	[NK_PASSWORD_FILE] = {"password_file", SPOOL_TX_STRING, SPOOL_TX_SECRET_FILE, NULL, NULL, 0, 0, NULL,
+			      "file holding the user's password (mode 0600 or 0400)"},
+	[NK_TOKEN_FILE] = {"token_file", SPOOL_TX_STRING, SPOOL_TX_SECRET_FILE, NULL, NULL, 0, 0, NULL,
+			   "file holding an authentication token (mode 0600 or 0400)"},
+	[NK_TLS_CA_FILE] = {"tls.ca_file", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
+			    "CA bundle (PEM) to verify the servers with"},
+	[NK_TLS_CLIENT_CERT] = {"tls.client_cert", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
+				"client certificate (PEM)"},
+	[NK_TLS_CLIENT_KEY] = {"tls.client_key", SPOOL_TX_STRING, SPOOL_TX_READ_FILE, NULL, NULL, 0, 0, NULL,
+			       "client key (PEM)"},
+	[NK_MAX_PENDING] = {"max_pending", SPOOL_TX_INT, SPOOL_TX_TEXT, "4096", NULL, 1, 1000000, NULL,
+			    "most publishes waiting for their PubAck at once"},
+	[NK_ACK_TIMEOUT] = {"ack_timeout_seconds", SPOOL_TX_NUMBER, SPOOL_TX_TEXT, "10", NULL, 0.05, 3600, NULL,
+			    "a publish with no PubAck after this long is kept and sent again"},
+	[NK_CONNECT_TIMEOUT] = {"connect_timeout_seconds", SPOOL_TX_NUMBER, SPOOL_TX_TEXT, "5", NULL, 0.05, 600,
+				NULL, "connect timeout per server"},
+};
+
+int nats_section_check(const struct spool_tx_value *v, size_t n, size_t *key, char *why, size_t whylen)
+{
+	if (n < NK_NKEYS) {
+		*key = 0;
+		snprintf(why, whylen, "incomplete settings");
+		return -1;
+	}
+	if (!v[NK_SERVERS].set || v[NK_SERVERS].nitems == 0) {
+		*key = NK_SERVERS;
+		snprintf(why, whylen, "not set; the nats transport needs at least one nats:// or tls:// URL");
+		return -1;
+	}
+	for (size_t i = 0; i < v[NK_SERVERS].nitems; i++) {
+		const char *u = v[NK_SERVERS].items[i];
+		if (strncmp(u, "nats://", 7) != 0 && strncmp(u, "tls://", 6) != 0) {
+			*key = NK_SERVERS;
+			snprintf(why, whylen, "'%s': not a nats:// or tls:// URL", u);
+			return -1;
+		}
+		const char *host = strstr(u, "://") + 3;
+		if (!*host || *host == ':' || *host == '/') {
+			*key = NK_SERVERS;
+			snprintf(why, whylen, "'%s': no host", u);
+			return -1;
+		}
+	}
+	const char *sub = v[NK_SUBJECT].text;
+	if (!sub || strpbrk(sub, " \t*>") || sub[0] == '.' || sub[strlen(sub) - 1] == '.' || strstr(sub, "..")) {
+		*key = NK_SUBJECT;
+		snprintf(why, whylen, "'%s': not a subject to publish to (tokens separated by dots, no * or >)",
+			 sub ? sub : "");
+		return -1;
+	}
+	int nauth = v[NK_CREDS_FILE].set + v[NK_USER].set + v[NK_TOKEN_FILE].set;
+	if (nauth > 1) {
+		*key = v[NK_TOKEN_FILE].set ? NK_TOKEN_FILE : NK_USER;
+		snprintf(why, whylen, "give one of creds_file, user (with password_file) or token_file, not several");
+		return -1;
+	}
+	if (v[NK_USER].set != v[NK_PASSWORD_FILE].set) {
+		*key = v[NK_USER].set ? NK_PASSWORD_FILE : NK_USER;
+		snprintf(why, whylen, "user and password_file go together: give both or neither");
+		return -1;
+	}
+	if (v[NK_CREDS_FILE].set && nats_link_check_private(v[NK_CREDS_FILE].text, why, whylen)) {
+		*key = NK_CREDS_FILE;
+		return -1;
+	}
+	if (v[NK_TLS_CLIENT_CERT].set != v[NK_TLS_CLIENT_KEY].set) {
+		*key = v[NK_TLS_CLIENT_CERT].set ? NK_TLS_CLIENT_KEY : NK_TLS_CLIENT_CERT;
+		snprintf(why, whylen, "tls.client_cert and tls.client_key go together: give both or neither");
+		return -1;
+	}
+	return 0;
+}
+
+void nats_link_config_from(const struct spool_tx_value *v, const char *name, struct nats_link_config *lc)
+{
+	*lc = (struct nats_link_config){
+		.servers = v[NK_SERVERS].items,
+		.nservers = v[NK_SERVERS].nitems,
+		.creds_file = v[NK_CREDS_FILE].set ? v[NK_CREDS_FILE].text : NULL,
+		.user = v[NK_USER].set ? v[NK_USER].text : NULL,
+		.password = v[NK_PASSWORD_FILE].set ? v[NK_PASSWORD_FILE].text : NULL,
+		.token = v[NK_TOKEN_FILE].set ? v[NK_TOKEN_FILE].text : NULL,
+		.ca_file = v[NK_TLS_CA_FILE].set ? v[NK_TLS_CA_FILE].text : NULL,
+		.client_cert = v[NK_TLS_CLIENT_CERT].set ? v[NK_TLS_CLIENT_CERT].text : NULL,
+		.client_key = v[NK_TLS_CLIENT_KEY].set ? v[NK_TLS_CLIENT_KEY].text : NULL,
+		.connect_timeout = v[NK_CONNECT_TIMEOUT].number,
+		.name = name,
+	};
+}
+
 void nats_link_servers_text(const struct nats_link_config *lc, char *buf, size_t len)
 {
 	if (lc->nservers == 0)

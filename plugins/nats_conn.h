@@ -9,6 +9,33 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <spool/transport.h>
+
+/* The rows of nats_options[], the `nats:` section: the transport reads
+ * them all; mlog-relay reads the connection keys and `stream`. */
+enum nats_key {
+	NK_SERVERS,
+	NK_SUBJECT,
+	NK_STREAM,
+	NK_CREDS_FILE,
+	NK_USER,
+	NK_PASSWORD_FILE,
+	NK_TOKEN_FILE,
+	NK_TLS_CA_FILE,
+	NK_TLS_CLIENT_CERT,
+	NK_TLS_CLIENT_KEY,
+	NK_MAX_PENDING,
+	NK_ACK_TIMEOUT,
+	NK_CONNECT_TIMEOUT,
+	NK_NKEYS
+};
+
+extern const struct spool_tx_option nats_options[NK_NKEYS];
+
+/* The rules no single row states (servers set and well-formed, one kind
+ * of credentials, creds_file private, client cert with key). */
+int nats_section_check(const struct spool_tx_value *v, size_t n, size_t *key, char *why, size_t whylen);
+
 /* The connection settings, as read from a `nats:` section.  Strings are
  * borrowed from the caller and must outlive the connection. */
 struct nats_link_config {
@@ -32,6 +59,9 @@ enum nats_link_fail {
 	NATS_LINK_UNREACHABLE, /* no server could be reached (or TLS failed) */
 	NATS_LINK_LOCAL,       /* a local problem (options, files, memory) */
 };
+
+/* The connection settings of a loaded `nats:` section (pointers into v). */
+void nats_link_config_from(const struct spool_tx_value *v, const char *name, struct nats_link_config *lc);
 
 /* Connects to the first server that answers; reconnects for ever in the
  * background afterwards.  NATS_LINK_OK with *out set, or the failure with

@@ -258,3 +258,41 @@ long nu_msg_number(const char *json, size_t len)
 	json_decref(j);
 	return n;
 }
+
+pid_t nu_spawn(const char *const *argv, const char *log)
+{
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(1);
+		int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+		}
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+int nu_stop(pid_t pid, int sig, double timeout)
+{
+	kill(pid, sig);
+	double end = now_s() + timeout;
+	int st = 0;
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+		if (now_s() > end) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &st, 0);
+			return -1000;
+		}
+		usleep(10000);
+	}
+}

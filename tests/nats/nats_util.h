@@ -52,6 +52,13 @@ uint64_t nu_stream_msgs(natsConnection *nc, const char *name);
 size_t nu_read_stream(natsConnection *nc, const char *stream, const char *subject, size_t expect,
 		      void (*fn)(void *arg, natsMsg *m), void *arg);
 
+/* Starts argv[0] with stdout and stderr appended to log; it gets SIGKILL
+ * when the test process dies. */
+pid_t nu_spawn(const char *const *argv, const char *log);
+/* Sends sig and waits up to timeout seconds (then SIGKILL); returns the
+ * exit status, or -signal. */
+int nu_stop(pid_t pid, int sig, double timeout);
+
 /* The "msg N" number of an event's JSON, or -1. */
 long nu_msg_number(const char *json, size_t len);
 /* A free TCP port on 127.0.0.1 (bound then closed). */
