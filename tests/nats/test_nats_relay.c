@@ -38,7 +38,7 @@ static void relay_config(const char *path, const struct nu_cluster *c, const cha
 	FILE *f = fopen(path, "w");
 	ck_assert_ptr_nonnull(f);
 	fprintf(f,
-		"http:\n  endpoint: %s\n  timeouts:\n    request_seconds: 10\n"
+		"http:\n  endpoint: %s\n  timeouts:\n    request_seconds: 3\n"
 		"batch_size: 200\nmax_batch_size: 200\nmax_in_flight: 2\n"
 		"retry:\n  initial_seconds: 0.05\n  max_seconds: 0.5\n  auth_seconds: 1\n"
 		"log:\n  level: info\n"
@@ -46,7 +46,10 @@ static void relay_config(const char *path, const struct nu_cluster *c, const cha
 		endpoint);
 	for (int i = 0; i < c->n; i++)
 		fprintf(f, "%s%s", i ? ", " : "", c->urls[i]);
-	fprintf(f, "]\nrelay:\n  consumer: RELAY\n  dead_letter_subject: mlog.dead\n%s", extra ? extra : "");
+	/* a short AckWait: what the killed relay held comes back within the
+	 * test's time */
+	fprintf(f, "]\nrelay:\n  consumer: RELAY\n  dead_letter_subject: mlog.dead\n  ack_wait_seconds: 5\n%s",
+		extra ? extra : "");
 	fclose(f);
 }
 

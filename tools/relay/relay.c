@@ -118,6 +118,12 @@ struct relay {
 	unsigned fails;
 	double pause_until, next_start;
 	unsigned long long acked, naked, dead;
+	char inbox[128];
+	char next_subject[300];
+	bool pulling;	    /* a pull request is open */
+	double pull_until;  /* when it expires (monotonic) */
+	natsMsg **got;	    /* messages of the open pull, not yet sent */
+	size_t ngot;
 };
 
 static volatile sig_atomic_t stopping;
@@ -151,9 +157,20 @@ static double backoff_delay(struct relay *rl, double retry_after)
 	return d > 0.001 ? d : 0.001;
 }
 
+/* Acknowledgements on the message's $JS.ACK reply subject (the JetStream
+ * protocol: +ACK, -NAK {"delay": ns}, +TERM). */
+static void ack_with(struct relay *rl, natsMsg *m, const char *body)
+{
+	const char *reply = natsMsg_GetReply(m);
+	if (reply && *reply)
+		natsConnection_PublishString(rl->nc, reply, body);
+}
+
 static void nak(struct relay *rl, natsMsg *m, double delay)
 {
-	natsMsg_NakWithDelay(m, (int64_t)(delay * 1000), NULL);
+	char body[64];
+	snprintf(body, sizeof(body), "-NAK {\"delay\": %lld}", (long long)(delay * 1e9));
+	ack_with(rl, m, body);
 	rl->naked++;
 }
 
@@ -208,7 +225,7 @@ static void dead_letter(struct relay *rl, natsMsg *m, int status, const char *re
 		return;
 	}
 	RLOG(rl, LOG_WARNING, "dead letter to %s (status %d): %s", subject, status, reason);
-	natsMsg_Term(m, NULL);
+	ack_with(rl, m, "+TERM");
 	rl->dead++;
 }
 
@@ -242,7 +259,7 @@ static void settle(struct relay *rl, struct relay_req *q)
 			struct spool_tx_outcome *o = &q->out[i];
 			switch (o->result) {
 			case SPOOL_TX_ACCEPTED:
-				natsMsg_Ack(q->msgs[i], NULL);
+				ack_with(rl, q->msgs[i], "+ACK");
 				rl->acked++;
 				any = true;
 				break;
@@ -402,16 +419,24 @@ static int open_consumer(struct relay *rl, char *err, size_t errlen)
 		RLOG(rl, LOG_INFO, "made durable consumer %s on stream %s", durable, stream);
 	}
 	jsConsumerInfo_Destroy(ci);
-	jsSubOptions so;
-	jsSubOptions_Init(&so);
-	so.Stream = stream;
-	so.Consumer = durable;
-	s = js_PullSubscribe(&rl->sub, rl->js, NULL, durable, NULL, &so, &jerr);
+	/* Pull requests of our own, answered on our inbox (libnats 3.4's
+	 * natsSubscription_Fetch can return more messages than asked for when
+	 * late ones of an earlier request wait in the subscription, and writes
+	 * past its list). */
+	natsInbox *ib = NULL;
+	s = natsInbox_Create(&ib);
+	if (s == NATS_OK) {
+		snprintf(rl->inbox, sizeof(rl->inbox), "%s", (const char *)ib);
+		natsInbox_Destroy(ib);
+		s = natsConnection_SubscribeSync(&rl->sub, rl->nc, rl->inbox);
+	}
+	if (s == NATS_OK)
+		s = natsSubscription_SetPendingLimits(rl->sub, -1, -1);
 	if (s != NATS_OK) {
-		snprintf(err, errlen, "relay.consumer: cannot bind to consumer '%s' of stream '%s': %s", durable,
-			 stream, nats_GetLastError(NULL));
+		snprintf(err, errlen, "nats: cannot subscribe to the relay's inbox: %s", natsStatus_GetText(s));
 		return -1;
 	}
+	snprintf(rl->next_subject, sizeof(rl->next_subject), "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream, durable);
 	return 0;
 }
 
@@ -434,6 +459,9 @@ static void relay_free(struct relay *rl)
 	}
 	for (size_t i = 0; i < rl->nredo; i++)
 		natsMsg_Destroy(rl->redo[i]);
+	for (size_t i = 0; i < rl->ngot; i++)
+		natsMsg_Destroy(rl->got[i]);
+	free(rl->got);
 	free(rl->redo);
 	free(rl->reqs);
 	for (size_t l = 0; l < rl->ntx; l++)
@@ -501,7 +529,8 @@ static int run(struct relay *rl)
 	rl->reqs = calloc(window, sizeof(*rl->reqs));
 	rl->redo_cap = window * batch;
 	rl->redo = calloc(rl->redo_cap, sizeof(*rl->redo));
-	if (!rl->reqs || !rl->redo)
+	rl->got = calloc(batch, sizeof(*rl->got));
+	if (!rl->reqs || !rl->redo || !rl->got)
 		return 1;
 	for (size_t i = 0; i < window; i++) {
 		struct relay_req *q = &rl->reqs[i];
@@ -557,22 +586,51 @@ static int run(struct relay *rl)
 			send_msgs(rl, &m, 1);
 			continue;
 		}
-		if (room && now >= rl->pause_until && now >= rl->next_start) {
-			natsMsgList list = {0};
-			jsErrCode jerr = 0;
-			int64_t wait = rl->nopen ? 20 : 500;
-			natsStatus s = natsSubscription_Fetch(&list, rl->sub, (int)batch, wait, &jerr);
-			if (s == NATS_OK && list.Count > 0) {
-				send_msgs(rl, list.Msgs, (size_t)list.Count);
-				for (int i = 0; i < list.Count; i++)
-					list.Msgs[i] = NULL; /* taken over */
-				rl->next_start = mono_now() + rl->cfg.min_request_interval;
-			} else if (s != NATS_OK && s != NATS_TIMEOUT) {
-				RLOG(rl, LOG_WARNING, "fetch from consumer %s: %s", rl->rv[RK_CONSUMER].text,
+		if (room && !rl->pulling && now >= rl->pause_until && now >= rl->next_start) {
+			char body[96];
+			double expires = rl->nopen ? 0.05 : 0.5;
+			snprintf(body, sizeof(body), "{\"batch\": %zu, \"expires\": %lld}", batch,
+				 (long long)(expires * 1e9));
+			natsStatus s = natsConnection_PublishRequestString(rl->nc, rl->next_subject, rl->inbox, body);
+			if (s == NATS_OK) {
+				rl->pulling = true;
+				rl->pull_until = now + expires + 2;
+			} else {
+				RLOG(rl, LOG_WARNING, "pull from consumer %s: %s", rl->rv[RK_CONSUMER].text,
 				     natsStatus_GetText(s));
 				usleep(200000);
 			}
-			natsMsgList_Destroy(&list);
+		}
+		if (rl->pulling) {
+			/* the pull ends with its batch, or a status (408 expired,
+			 * 404, 409), or when its answer is overdue */
+			natsMsg *m = NULL;
+			natsStatus s = natsSubscription_NextMsg(&m, rl->sub, rl->nopen ? 5 : 100);
+			bool ended = false;
+			if (s == NATS_OK) {
+				const char *reply = natsMsg_GetReply(m);
+				if (reply && strncmp(reply, "$JS.ACK.", 8) == 0) {
+					rl->got[rl->ngot++] = m;
+					ended = rl->ngot == batch;
+				} else {
+					const char *st = NULL;
+					natsMsgHeader_Get(m, "Status", &st);
+					RLOG(rl, LOG_DEBUG, "pull ended: status %s, %zu messages", st ? st : "?", rl->ngot);
+					natsMsg_Destroy(m);
+					ended = true;
+				}
+			} else if (mono_now() > rl->pull_until) {
+				RLOG(rl, LOG_DEBUG, "pull overdue, %zu messages", rl->ngot);
+				ended = true;
+			}
+			if (ended) {
+				rl->pulling = false;
+				if (rl->ngot) {
+					send_msgs(rl, rl->got, rl->ngot);
+					rl->ngot = 0;
+					rl->next_start = mono_now() + rl->cfg.min_request_interval;
+				}
+			}
 			collect(rl, 0);
 			continue;
 		}
@@ -585,10 +643,15 @@ static int run(struct relay *rl)
 	for (double end = mono_now() + 120; rl->nopen && mono_now() < end;)
 		collect(rl, 0.2);
 	for (size_t i = 0; i < rl->nredo; i++) {
-		natsMsg_Nak(rl->redo[i], NULL);
+		ack_with(rl, rl->redo[i], "-NAK");
 		natsMsg_Destroy(rl->redo[i]);
 	}
 	rl->nredo = 0;
+	for (size_t i = 0; i < rl->ngot; i++) {
+		ack_with(rl, rl->got[i], "-NAK");
+		natsMsg_Destroy(rl->got[i]);
+	}
+	rl->ngot = 0;
 	if (rl->nc)
 		natsConnection_FlushTimeout(rl->nc, 2000);
 	RLOG(rl, LOG_INFO, "stopped: %llu acked, %llu kept (nak), %llu dead-lettered", rl->acked, rl->naked,
