@@ -639,7 +639,23 @@ static int run(struct relay *rl)
 		else
 			usleep(20000);
 	}
-	/* SIGTERM: finish what is in flight */
+	/* SIGTERM: the open pull ends (its expiry is short) and what it
+	 * brought is given back at once below; what is in flight finishes */
+	while (rl->pulling && mono_now() < rl->pull_until) {
+		natsMsg *m = NULL;
+		if (natsSubscription_NextMsg(&m, rl->sub, 100) != NATS_OK)
+			continue;
+		const char *reply = natsMsg_GetReply(m);
+		if (reply && strncmp(reply, "$JS.ACK.", 8) == 0 && rl->ngot < batch) {
+			rl->got[rl->ngot++] = m;
+			if (rl->ngot == batch)
+				rl->pulling = false;
+		} else {
+			natsMsg_Destroy(m);
+			rl->pulling = false;
+		}
+	}
+	rl->pulling = false;
 	for (double end = mono_now() + 120; rl->nopen && mono_now() < end;)
 		collect(rl, 0.2);
 	for (size_t i = 0; i < rl->nredo; i++) {
