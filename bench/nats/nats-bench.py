@@ -10,7 +10,8 @@ figure beside the plain HTTP path measured in the same run:
   relay-2      the same through two mlog-relay processes on one consumer
 
 Events/s (wall clock from start to the last event acknowledged) and, for
-the agent, its CPU seconds (user + system, from wait4) per million events.
+the agent, its CPU seconds (user + system, from wait4) per million events;
+for agent-nats also the three nats-servers' CPU seconds (from /proc).
 All servers on 127.0.0.1 in a temporary folder, removed at the end.
 
 nats-bench.py [--json] [--quick] [--events N] [--dir DIR]
@@ -85,6 +86,19 @@ def js_api_once(port, subject, body, timeout):
             s.sendall(b"PONG\r\n")
     s.close()
     return None
+
+
+def proc_cpu(pids):
+    """CPU seconds (user + system) used so far by running processes."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(f[11]) + int(f[12])) / tick
+        except OSError:
+            pass
+    return total
 
 
 def rx_stat(port, name):
@@ -189,7 +203,9 @@ class Bench:
             f.write(f"spool: {spool}\nplugin_dir: {self.plugins}\ntransports: [nats]\n"
                     "batch_size: 1000\nmax_batch_size: 1000\nmax_in_flight: 4\nlog:\n  level: warning\n"
                     f"nats:\n  stream: LOGS\n  subject: logs.{{hostname}}\n  servers: [{', '.join(self.urls)}]\n")
+        servers0 = proc_cpu([p.pid for p in self.node_procs])
         wall, cpu = self.run_agent(spool, cfg)
+        self.servers_cpu = proc_cpu([p.pid for p in self.node_procs]) - servers0
         info = js_api(self.nats_port, "$JS.API.STREAM.INFO.LOGS", {})
         if not info or info["state"]["messages"] != self.n:
             die(f"agent-nats: the stream holds {info and info['state']['messages']} of {self.n}")
@@ -253,7 +269,8 @@ def main():
          "ratio_to_agent_http": 1.0},
         {"case": "agent-nats-r3", "events": n, "events_per_s": n / nats_wall,
          "agent_cpu_s_per_million": nats_cpu / n * 1e6, "ratio_to_agent_http": http_wall / nats_wall,
-         "cpu_ratio_to_agent_http": nats_cpu / http_cpu if http_cpu else None},
+         "cpu_ratio_to_agent_http": nats_cpu / http_cpu if http_cpu else None,
+         "nats_servers_cpu_s_per_million": b.servers_cpu / n * 1e6},
         {"case": "relay-1", "events": n, "events_per_s": n / r1, "ratio_to_agent_http": http_wall / r1},
         {"case": "relay-2", "events": n, "events_per_s": n / r2, "ratio_to_agent_http": http_wall / r2,
          "ratio_to_relay_1": r1 / r2},
@@ -266,6 +283,8 @@ def main():
             cpu = r.get("agent_cpu_s_per_million")
             print(f"{r['case']:<16}{r['events_per_s']:>12.0f}{(f'{cpu:.2f}' if cpu else ''):>15}"
                   f"{r['ratio_to_agent_http']:>14.2f}")
+        print(f"(the three nats-servers used {rows[1]['nats_servers_cpu_s_per_million']:.1f} CPU-s per million "
+              f"events in agent-nats-r3; {os.cpu_count()} CPUs here)")
 
 
 if __name__ == "__main__":
