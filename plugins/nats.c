@@ -302,9 +302,11 @@ static void pump(struct nats_tx *t, double timeout)
 			on_reply(t, m);
 			natsMsg_Destroy(m);
 			m = NULL;
-			s = natsSubscription_NextMsg(&m, t->sub, 0);
-			if (s == NATS_TIMEOUT || s != NATS_OK)
+			/* the acks already here, without waiting again */
+			int queued = 0;
+			if (natsSubscription_GetPending(t->sub, &queued, NULL) != NATS_OK || queued <= 0)
 				break;
+			s = natsSubscription_NextMsg(&m, t->sub, 1);
 		}
 	} else if (ms > 0) {
 		struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};

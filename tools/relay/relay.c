@@ -613,9 +613,17 @@ static int run(struct relay *rl)
 					rl->got[rl->ngot++] = m;
 					ended = rl->ngot == batch;
 				} else {
-					const char *st = NULL;
+					const char *st = NULL, *desc = NULL;
 					natsMsgHeader_Get(m, "Status", &st);
 					RLOG(rl, LOG_DEBUG, "pull ended: status %s, %zu messages", st ? st : "?", rl->ngot);
+					if (st && strcmp(st, "408") != 0 && strcmp(st, "404") != 0) {
+						/* 409 and others: the consumer is gone or
+						 * refuses; do not spin */
+						natsMsgHeader_Get(m, "Description", &desc);
+						RLOG(rl, LOG_WARNING, "consumer %s answered a pull with %s %s",
+						     rl->rv[RK_CONSUMER].text, st, desc ? desc : "");
+						rl->next_start = mono_now() + 1;
+					}
 					natsMsg_Destroy(m);
 					ended = true;
 				}
