@@ -241,6 +241,47 @@ START_TEST(server_down_keeps_everything)
 }
 END_TEST
 
+/* A relay started against a stream that does not exist, then against a
+ * cluster nobody answers: an error line naming the key or the server, it
+ * keeps trying, SIGTERM ends it with 0; the stream's messages untouched. */
+START_TEST(missing_stream_and_unreachable)
+{
+	struct th_dir d;
+	th_dir_make(&d, "nats-relay-bad");
+	struct nu_cluster c;
+	nu_cluster_start(&c, d.root, 1, NULL);
+	natsConnection *nc = nu_connect(&c, NULL, NULL);
+	nu_add_stream(nc, "LOGS", "logs.>", 1);
+	struct th_rx rx;
+	th_rx_start(&rx, d.out, NULL);
+	char cfg[400], log[400];
+	snprintf(cfg, sizeof(cfg), "%s/relay.yaml", d.root);
+	snprintf(log, sizeof(log), "%s/relay.log", d.root);
+	int dead_port = nu_free_port();
+	for (int round = 0; round < 2; round++) {
+		FILE *f = fopen(cfg, "w");
+		ck_assert_ptr_nonnull(f);
+		fprintf(f,
+			"http:\n  endpoint: %s\nretry:\n  auth_seconds: 0.5\nlog:\n  level: info\n"
+			"nats:\n  stream: %s\n  connect_timeout_seconds: 1\n  servers: [nats://127.0.0.1:%d]\n",
+			rx.url, round == 0 ? "NOPE" : "LOGS", round == 0 ? c.node[0].port : dead_port);
+		fclose(f);
+		pid_t r = relay_start(cfg, log);
+		usleep(2000000);
+		ck_assert_int_eq(nu_stop(r, SIGTERM, 30), 0);
+	}
+	ck_assert_msg(th_file_has(log, "nats.stream: stream 'NOPE' does not exist"), "relay log %s", log);
+	char text[120];
+	snprintf(text, sizeof(text), "cannot connect to nats.servers nats://127.0.0.1:%d", dead_port);
+	ck_assert_msg(th_file_has(log, text), "relay log %s", log);
+	ck_assert_int_eq(th_rx_stat(&rx, "requests"), 0);
+	th_rx_stop(&rx);
+	natsConnection_Destroy(nc);
+	nu_cluster_stop(&c);
+	th_dir_remove(&d);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("nats-relay");
@@ -248,6 +289,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, two_relays_one_killed);
 	tcase_add_test(tc, server_down_keeps_everything);
+	tcase_add_test(tc, missing_stream_and_unreachable);
 	suite_add_tcase(s, tc);
 	return s;
 }
