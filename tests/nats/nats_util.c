@@ -224,13 +224,21 @@ size_t nu_read_stream(natsConnection *nc, const char *stream, const char *subjec
 		      void (*fn)(void *arg, natsMsg *m), void *arg)
 {
 	jsCtx *js = NULL;
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+	jsOptions jo;
+	jsOptions_Init(&jo);
+	jo.Wait = 10000;
+	ck_assert_int_eq(natsConnection_JetStream(&js, nc, &jo), NATS_OK);
 	jsSubOptions so;
 	jsSubOptions_Init(&so);
 	so.Stream = stream;
 	so.Ordered = true;
 	natsSubscription *sub = NULL;
-	natsStatus s = js_SubscribeSync(&sub, js, subject, NULL, &so, NULL);
+	natsStatus s = NATS_ERR;
+	/* a cluster that just had a node restarted may take a while to
+	 * place the reading consumer */
+	double end = now_s() + 60;
+	while ((s = js_SubscribeSync(&sub, js, subject, NULL, &so, NULL)) != NATS_OK && now_s() < end)
+		usleep(500000);
 	ck_assert_msg(s == NATS_OK, "subscribe to %s: %s", stream, natsStatus_GetText(s));
 	natsSubscription_SetPendingLimits(sub, -1, -1);
 	size_t n = 0;
