@@ -902,9 +902,14 @@ static int prepare(const char *path, yaml_document_t *doc, struct agent_config *
 }
 
 /* The rules of the whole agent section and each transport's own. */
-static int cross_checks(struct loadctx *lc)
+static int check_section(struct loadctx *lc, const struct spool_transport *tx);
+
+static int cross_checks(struct loadctx *lc, const struct agent_overrides *ov)
 {
 	struct agent_config *cfg = lc->cfg;
+	for (size_t i = 0; ov && i < ov->nsections; i++)
+		if (check_section(lc, ov->sections[i]))
+			return -1;
 	const struct spool_tx_value *v = cfg->sections[0].values;
 	if (v[K_BATCH_SIZE].integer > v[K_MAX_BATCH_SIZE].integer)
 		return kerr(lc, find_key(lc, "batch_size"), "%lld is larger than max_batch_size (%lld)",
@@ -912,25 +917,30 @@ static int cross_checks(struct loadctx *lc)
 	if (v[K_RETRY_MAX].number < v[K_RETRY_INITIAL].number)
 		return kerr(lc, find_key(lc, "retry.max_seconds"), "%g is smaller than retry.initial_seconds (%g)",
 			    v[K_RETRY_MAX].number, v[K_RETRY_INITIAL].number);
-	for (size_t i = 0; i < AGENT_MAX_TRANSPORTS && cfg->plugins[i].tx; i++) {
-		const struct spool_transport *tx = cfg->plugins[i].tx;
-		const struct agent_section *sec = tx->section ? config_section(cfg, tx->section) : NULL;
-		if (!tx->check)
-			continue;
-		size_t bad = 0;
-		char why[400];
-		if (tx->check(sec ? sec->values : NULL, sec ? sec->noptions : 0, &bad, why, sizeof(why)) == 0)
-			continue;
-		if (!sec || bad >= sec->noptions) {
-			snprintf(lc->err, lc->errlen, "%s: transport %s: %s", lc->path ? lc->path : "configuration",
-				 tx->name, why);
+	for (size_t i = 0; i < AGENT_MAX_TRANSPORTS && cfg->plugins[i].tx; i++)
+		if (check_section(lc, cfg->plugins[i].tx))
 			return -1;
-		}
-		char name[128];
-		full_name(name, sizeof(name), sec->name, sec->options[bad].key);
-		return kerr(lc, find_key(lc, name), "%s", why);
-	}
 	return 0;
+}
+
+/* A transport's (or an extra section's) own rules. */
+static int check_section(struct loadctx *lc, const struct spool_transport *tx)
+{
+	const struct agent_section *sec = tx->section ? config_section(lc->cfg, tx->section) : NULL;
+	if (!tx->check)
+		return 0;
+	size_t bad = 0;
+	char why[400];
+	if (tx->check(sec ? sec->values : NULL, sec ? sec->noptions : 0, &bad, why, sizeof(why)) == 0)
+		return 0;
+	if (!sec || bad >= sec->noptions) {
+		snprintf(lc->err, lc->errlen, "%s: transport %s: %s", lc->path ? lc->path : "configuration", tx->name,
+			 why);
+		return -1;
+	}
+	char name[128];
+	full_name(name, sizeof(name), sec->name, sec->options[bad].key);
+	return kerr(lc, find_key(lc, name), "%s", why);
 }
 
 int config_load(const char *path, const struct agent_overrides *ov, struct agent_config *cfg, char *err,
@@ -948,6 +958,9 @@ int config_load(const char *path, const struct agent_overrides *ov, struct agent
 	}
 	if (prepare(path, have_doc ? &doc : NULL, cfg, err, errlen))
 		goto fail;
+	for (size_t i = 0; ov && i < ov->nsections; i++)
+		if (add_section(cfg, ov->sections[i], true, err, errlen))
+			goto fail;
 	lc.nkeys = count_keys(cfg);
 	lc.keys = calloc(lc.nkeys, sizeof(*lc.keys));
 	lc.o = calloc(lc.nkeys, sizeof(*lc.o));
@@ -1001,7 +1014,7 @@ int config_load(const char *path, const struct agent_overrides *ov, struct agent
 		if (k->o->kind == CONFIG_K_WINDOWS && check_windows(&lc, k))
 			goto fail;
 	}
-	if (cross_checks(&lc))
+	if (cross_checks(&lc, ov))
 		goto fail;
 	fill_fields(cfg);
 	free(lc.keys);

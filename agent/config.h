@@ -69,6 +69,11 @@ struct agent_overrides {
 	const char *spool;
 	const char *endpoint; /* http.endpoint */
 	const char *log_level;
+	/* More sections to read, each with its key table and check() (NULL
+	 * create): for programs that share the agent's file conventions and
+	 * transports (mlog-relay's `relay:` and `nats:`). */
+	const struct spool_transport *const *sections;
+	size_t nsections;
 };
 
 /* Loads `path` (NULL: no file), then the environment, then defaults,

@@ -13,6 +13,7 @@ PACKAGES=(
   util-linux curl strace fiu-utils openssl python3-prometheus-client
   iproute2 scdoc man-db groff-base
   debhelper dpkg-dev fakeroot lintian libsystemd-dev systemd
+  nats-server libnats-dev
 )
 
 missing=()
