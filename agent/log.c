@@ -32,7 +32,7 @@ void agent_log_open(struct agent_log *l, int level, const char *target)
 	if (l->syslog && !use_syslog)
 		closelog();
 	if (use_syslog && !l->syslog)
-		openlog("spool-agent", LOG_PID, LOG_DAEMON);
+		openlog(l->ident ? l->ident : "spool-agent", LOG_PID, LOG_DAEMON);
 	l->level = level;
 	l->syslog = use_syslog;
 	l->journal = !use_syslog && ((target && strcmp(target, "journal") == 0) || stderr_is_journal());
@@ -142,6 +142,7 @@ void agent_log(void *ctx, int level, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	fprintf(stderr, "%s.%03ldZ spool-agent[%ld] %s: %s\n", when, ts.tv_nsec / 1000000, (long)getpid(),
+	fprintf(stderr, "%s.%03ldZ %s[%ld] %s: %s\n", when, ts.tv_nsec / 1000000,
+		l->ident ? l->ident : "spool-agent", (long)getpid(),
 		level_name(level), msg);
 }

@@ -10,6 +10,7 @@ struct agent_log {
 	bool syslog;  /* else stderr */
 	bool journal; /* stderr is read by the journal: "<3>message" lines */
 	char *secret; /* the API key: replaced wherever a message holds it */
+	const char *ident; /* the program named in lines and syslog; NULL: spool-agent */
 };
 
 /* target: "syslog"; "journal" (stderr, each line prefixed with its syslog

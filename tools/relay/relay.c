@@ -37,6 +37,7 @@
 #include "config.h"
 #include "log.h"
 #include "nats_conn.h"
+#include "project_version.h"
 
 enum relay_key { RK_CONSUMER, RK_DEAD_LETTER, RK_ACK_WAIT, RK_MAX_ACK_PENDING, RK_NKEYS };
 
@@ -731,7 +732,8 @@ int main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
-			printf("mlog-relay %s (transport ABI %d, libnats %s)\n", SPOOL_VERSION_STRING,
+			printf("mlog-relay (%s) %s (transport ABI %d, libnats %s)\n", SPOOL_PROJECT_NAME,
+			       SPOOL_PROJECT_VERSION,
 			       SPOOL_TRANSPORT_ABI, nats_GetVersion());
 			return 0;
 		} else {
@@ -756,7 +758,8 @@ int main(int argc, char **argv)
 		config_free(&rl.cfg);
 		return 2;
 	}
-	agent_log_open(&rl.log, lvl, rl.cfg.log_target && !strcmp(rl.cfg.log_target, "syslog"));
+	rl.log.ident = "mlog-relay";
+	agent_log_open(&rl.log, lvl, rl.cfg.log_target);
 	const struct spool_tx_value *key = config_value(&rl.cfg, "http.api_key");
 	if (key && key->set)
 		agent_log_set_secret(&rl.log, key->text);
