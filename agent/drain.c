@@ -385,7 +385,10 @@ static int encode_batch(struct drain *d, struct batch *b, const struct spool_rec
 			x.spooled_seconds = (double)(now_us - r[i].enqueue_us) / 1e6;
 		}
 		size_t at = b->json.len;
-		int rc = spool_event_to_json(r[i].data, r[i].len, &x, &b->json);
+		const char *id;
+		size_t idlen;
+		int rc = spool_event_to_json_find(r[i].data, r[i].len, &x, &b->json,
+						  "client_event_id", &id, &idlen);
 		if (rc == -EINVAL) {
 			/* never handed to a transport: dead-lettered here */
 			b->json.len = at;
@@ -395,10 +398,8 @@ static int encode_batch(struct drain *d, struct batch *b, const struct spool_rec
 		}
 		if (rc)
 			return rc;
-		const char *id;
-		size_t idlen;
 		size_t idat = SIZE_MAX;
-		if (spool_event_get_str(r[i].data, r[i].len, "client_event_id", &id, &idlen) == 0) {
+		if (id) {
 			idat = b->ids.len;
 			if (spool_buf_append(&b->ids, id, idlen) || spool_buf_append(&b->ids, "", 1))
 				return -ENOMEM;

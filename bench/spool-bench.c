@@ -30,6 +30,14 @@
  *                    standard input, timed from the start of mlog to its exit
  *                    with status 0 (every line in the spool, each group of
  *                    lines committed with a full sync).  Limit: commit-1t.
+ *   mlog-call        CPU-microseconds per mlog() call (libmlog, the global
+ *                    client): --events calls with a 190-byte message in commit
+ *                    mode, backpressure off, no agent started, in a child
+ *                    process, then mlog_shutdown() (every event synced into
+ *                    LMDB); the process's CPU time (its flusher thread
+ *                    included) over the calls and the shutdown.  Limit:
+ *                    commit-1t, whose CPU per spool_append() (and final
+ *                    spool_sync) is measured the same way.
  *
  * Each call is timed alone with two clock_gettime(CLOCK_MONOTONIC) reads; all
  * latencies are kept (uint32 ns) and sorted for exact percentiles.  The loop's
@@ -68,6 +76,7 @@
 
 #include <lmdb.h>
 #include <msgpack.h>
+#include <spool/mlog.h>
 #include <spool/spool.h>
 
 #define NS_PER_SEC 1000000000ull
@@ -89,19 +98,20 @@ enum case_id {
 	C_BUFFERED_1T,
 	C_COMMIT_4P,
 	C_MLOG_STDIN,
+	C_MLOG_CALL,
 	C_COUNT
 };
 
 static const char *const case_names[C_COUNT] = {
 	"raw-fdatasync", "lmdb-put-sync", "lmdb-put-nosync", "sync-1t",
 	"sync-8t",	 "commit-1t",	  "buffered-1t",     "commit-4p",
-	"mlog-stdin",
+	"mlog-stdin",	 "mlog-call",
 };
 
 /* The case whose figures a case is compared with (-1: none). */
 static const int case_limit[C_COUNT] = {
 	-1, C_RAW, -1, C_LMDB_SYNC, C_SYNC_1T, C_LMDB_NOSYNC, C_LMDB_NOSYNC, C_COMMIT_1T,
-	C_COMMIT_1T,
+	C_COMMIT_1T, C_COMMIT_1T,
 };
 
 struct payload {
@@ -132,6 +142,8 @@ struct result {
 	double limit_p50_us, ratio_p50, limit_events_per_sec, ratio_throughput;
 	const char *target;
 	int meets_target; /* 1, 0, -1 = no target or not decidable */
+	double cpu_us_per_event; /* process CPU per event (commit-1t, mlog-call; NAN: n/a) */
+	double limit_cpu_us_per_event, ratio_cpu;
 	bool stored_checked;
 	uint64_t stored_expected, stored;
 	char config[256];
@@ -153,6 +165,14 @@ struct ctx {
 };
 
 /* ------------------------------------------------------------------ time */
+
+/* CPU time of the whole process (every thread: the flusher too). */
+static uint64_t cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * NS_PER_SEC + (uint64_t)ts.tv_nsec;
+}
 
 static inline uint64_t now_ns(void)
 {
@@ -577,10 +597,12 @@ static void case_spool_1t(const struct ctx *cx, struct result *r, enum spool_dur
 	if (rc != 0)
 		fail(r, "warm-up spool_sync", spool_strerror(rc));
 
+	uint64_t cpu0 = cpu_ns();
 	append_loop(s, buf, &cx->pl, worker_base(0), n, lat, &m);
 	uint64_t s0 = now_ns();
 	rc = spool_sync(s, SYNC_TIMEOUT_S, NULL);
 	uint64_t s1 = now_ns();
+	uint64_t cpu1 = cpu_ns();
 	if (rc != 0)
 		fail(r, "final spool_sync", spool_strerror(rc));
 	rc = spool_close(s);
@@ -590,6 +612,8 @@ static void case_spool_1t(const struct ctx *cx, struct result *r, enum spool_dur
 
 	r->events = m.ok;
 	r->errors = m.errors;
+	if (m.ok)
+		r->cpu_us_per_event = (double)(cpu1 - cpu0) / 1e3 / (double)m.ok;
 	if (m.errors)
 		note_error(r, "spool_append", spool_strerror(m.first_err));
 	lat_fill(r, lat, m.ok);
@@ -1076,6 +1100,114 @@ static void case_mlog_stdin(const struct ctx *cx, struct result *r, uint64_t n)
 	rm_rf(dir);
 }
 
+/* ------------------------------------------------------------- mlog-call */
+
+#define MLOG_CALL_MESSAGE_BYTES 190
+
+struct mlog_call_out {
+	uint64_t ok, errors;
+	double cpu_s, wall_s;
+	char error[256];
+};
+
+/* In the child: warm calls, then n timed ones and the shutdown. */
+static void mlog_call_child(const char *dir, uint64_t n, uint64_t warm, struct mlog_call_out *o)
+{
+	struct mlog_config cfg = {
+		.spool_dir = dir,
+		.durability = "commit",
+		.backpressure = MLOG_OFF,
+		.spawn_agent = MLOG_OFF,
+		.max_spool_bytes = (int64_t)(4 * GIB),
+	};
+	if (mlog_configure_ex(&cfg, o->error, sizeof o->error) != 0) {
+		o->errors = 1;
+		return;
+	}
+	char msg[MLOG_CALL_MESSAGE_BYTES + 1];
+	memset(msg, 'x', MLOG_CALL_MESSAGE_BYTES);
+	msg[MLOG_CALL_MESSAGE_BYTES] = '\0';
+	for (uint64_t i = 0; i < warm; i++) {
+		snprintf(msg, 11, "%010" PRIu64, i);
+		msg[10] = ' ';
+		struct mlog_result r = mlog("%s", msg);
+		if (!r.ok) {
+			o->errors++;
+			snprintf(o->error, sizeof o->error, "warm-up: %.200s", r.error);
+			return;
+		}
+	}
+	uint64_t c0 = cpu_ns(), t0 = now_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		snprintf(msg, 11, "%010" PRIu64, warm + i);
+		msg[10] = ' ';
+		struct mlog_result r = mlog("%s", msg);
+		if (r.ok) {
+			o->ok++;
+		} else {
+			if (!o->errors++)
+				snprintf(o->error, sizeof o->error, "%s", r.error);
+			if (o->errors >= MAX_APPEND_ERRORS)
+				break;
+		}
+	}
+	mlog_shutdown(); /* the ring's events synced into LMDB */
+	o->cpu_s = (double)(cpu_ns() - c0) / 1e9;
+	o->wall_s = (double)(now_ns() - t0) / 1e9;
+}
+
+static void case_mlog_call(const struct ctx *cx, struct result *r, uint64_t n, uint64_t warm)
+{
+	char dir[PATH_MAX + 32];
+	case_dir(cx, r->name, dir, sizeof dir);
+	r->durability = spool_durability_name(SPOOL_COMMIT);
+	r->threads = 1;
+	r->processes = 1;
+	r->payload_bytes = MLOG_CALL_MESSAGE_BYTES; /* the message, not the event */
+	r->throughput_basis = "mlog() calls, then mlog_shutdown() (durable in LMDB)";
+	snprintf(r->config, sizeof r->config,
+		 "mlog(\"%%s\", %d-byte message); durability commit, backpressure off, spawn_agent "
+		 "off, max_spool_bytes 4 GiB, other MASTER_LOG_* as in the environment; spool defaults",
+		 MLOG_CALL_MESSAGE_BYTES);
+	struct mlog_call_out *o = mmap(NULL, sizeof *o, PROT_READ | PROT_WRITE,
+				       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (o == MAP_FAILED) {
+		fail(r, "mmap", strerror(errno));
+		return;
+	}
+	memset(o, 0, sizeof *o);
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		mlog_call_child(dir, n, warm, o);
+		_exit(0);
+	}
+	int st = 0;
+	while (pid > 0 && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	if (pid < 0) {
+		fail(r, "fork", strerror(errno));
+	} else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		fail(r, "child", WIFSIGNALED(st) ? strsignal(WTERMSIG(st)) : "exited with an error");
+	} else {
+		r->events = o->ok;
+		r->errors = o->errors;
+		if (o->errors)
+			note_error(r, "mlog", o->error);
+		if (o->ok) {
+			r->cpu_us_per_event = o->cpu_s * 1e6 / (double)o->ok;
+			r->elapsed_s = o->wall_s;
+			r->events_per_sec = (double)o->ok / o->wall_s;
+			r->append_events_per_sec = r->events_per_sec;
+		}
+		if (!r->failed && !o->errors)
+			check_stored(cx, dir, r, warm + o->ok);
+	}
+	munmap(o, sizeof *o);
+	rm_rf(dir);
+}
+
 /* ---------------------------------------------------------------- limits */
 
 static void case_raw_fdatasync(const struct ctx *cx, struct result *r, uint64_t n, uint64_t warm)
@@ -1250,6 +1382,7 @@ static void link_and_judge(struct result *res)
 		struct result *r = &res[c];
 		r->limit_name = NULL;
 		r->limit_p50_us = r->ratio_p50 = r->limit_events_per_sec = r->ratio_throughput = NAN;
+		r->limit_cpu_us_per_event = r->ratio_cpu = NAN;
 		r->meets_target = -1;
 		r->target = NULL;
 		if (!r->ran)
@@ -1265,6 +1398,9 @@ static void link_and_judge(struct result *res)
 					r->ratio_p50 = r->p50_us / lim->p50_us;
 				if (r->events > 0 && lim->events_per_sec > 0)
 					r->ratio_throughput = r->events_per_sec / lim->events_per_sec;
+				r->limit_cpu_us_per_event = lim->cpu_us_per_event;
+				if (r->events > 0 && lim->cpu_us_per_event > 0)
+					r->ratio_cpu = r->cpu_us_per_event / lim->cpu_us_per_event;
 			}
 		}
 		bool bad = r->events == 0 || r->errors > 0 || r->failed;
@@ -1291,6 +1427,11 @@ static void link_and_judge(struct result *res)
 		case C_MLOG_STDIN:
 			r->target = "events_per_sec >= 300000 (lines/s through `mlog -`, groups synced)";
 			r->meets_target = bad ? 0 : r->events_per_sec >= 3e5;
+			break;
+		case C_MLOG_CALL:
+			r->target = "cpu_us_per_event <= 1.0 (CPU per mlog() call, 190-byte message, "
+				    "commit mode)";
+			r->meets_target = bad ? 0 : r->cpu_us_per_event <= 1.0;
 			break;
 		default:
 			r->target = c == C_COMMIT_4P ? "none (informational)" : "none (machine limit)";
@@ -1386,6 +1527,9 @@ static void print_json(FILE *f, const struct ctx *cx, const struct result *res)
 		json_num(f, "ratio_p50", r->ratio_p50, 4);
 		json_num(f, "limit_events_per_sec", r->limit_events_per_sec, 1);
 		json_num(f, "ratio_throughput", r->ratio_throughput, 4);
+		json_num(f, "cpu_us_per_event", r->cpu_us_per_event, 3);
+		json_num(f, "limit_cpu_us_per_event", r->limit_cpu_us_per_event, 3);
+		json_num(f, "ratio_cpu", r->ratio_cpu, 4);
 		json_kstr(f, "target", r->target);
 		json_key(f, "meets_target");
 		fputs(r->meets_target < 0 ? "null" : r->meets_target ? "true" : "false", f);
@@ -1448,6 +1592,12 @@ static void print_table(FILE *f, const struct ctx *cx, const struct result *res)
 		const struct result *r = &res[c];
 		if (!r->ran)
 			continue;
+		if (!isnan(r->cpu_us_per_event))
+			fprintf(f, "  %-14s CPU %.3f us per event%s", r->name, r->cpu_us_per_event,
+				isnan(r->ratio_cpu) ? "\n" : "");
+		if (!isnan(r->cpu_us_per_event) && !isnan(r->ratio_cpu))
+			fprintf(f, " (%.2fx %s's %.3f us)\n", r->ratio_cpu, r->limit_name,
+				r->limit_cpu_us_per_event);
 		if (!isnan(r->synced_events_per_sec))
 			fprintf(f, "  %-14s append-only %.0f events/s; with the final spool_sync %.0f events/s "
 				   "(final sync %.3f ms)\n",
@@ -1489,7 +1639,7 @@ static void usage(FILE *f)
 	      "                   (total over the 8 threads). Default 5000.\n"
 	      "  --cases a,b,c    run only these cases (their limits run too). Cases:\n"
 	      "                   raw-fdatasync lmdb-put-sync lmdb-put-nosync sync-1t sync-8t\n"
-	      "                   commit-1t buffered-1t commit-4p mlog-stdin (default: all)\n"
+	      "                   commit-1t buffered-1t commit-4p mlog-stdin mlog-call (default: all)\n"
 	      "  --dir DIR        make the temp dir under DIR (default /var/tmp, or the current\n"
 	      "                   dir if /var/tmp is tmpfs). Use a real disk: on tmpfs fdatasync is free.\n"
 	      "  --ring-mib N     spool ring_bytes in MiB for the staged modes (default 16)\n"
@@ -1694,6 +1844,7 @@ int main(int argc, char **argv)
 		r->p50_us = r->p90_us = r->p99_us = r->p999_us = NAN;
 		r->min_us = r->max_us = r->mean_us = NAN;
 		r->events_per_sec = r->append_events_per_sec = r->synced_events_per_sec = NAN;
+		r->cpu_us_per_event = NAN;
 		r->elapsed_s = r->final_sync_ms = NAN;
 		if (!want[c])
 			continue;
@@ -1728,6 +1879,9 @@ int main(int argc, char **argv)
 			break;
 		case C_MLOG_STDIN:
 			case_mlog_stdin(&cx, r, cx.events);
+			break;
+		case C_MLOG_CALL:
+			case_mlog_call(&cx, r, cx.events, cx.warm_staged);
 			break;
 		default:
 			break;

@@ -52,6 +52,9 @@ struct mlog_client {
 static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct mlog_client *list_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+/* getpid() is a system call: the clients compare against this copy, set
+ * when the first client is made and renewed in every child of fork() */
+static _Atomic pid_t cur_pid;
 
 /* the process-wide client */
 static pthread_rwlock_t g_lock = PTHREAD_RWLOCK_INITIALIZER;
@@ -106,10 +109,12 @@ static void fork_child(void)
 		c->mu = fresh;
 	list_mu = fresh;
 	g_lock = fresh_rw;
+	atomic_store(&cur_pid, getpid());
 }
 
 static void install_atfork(void)
 {
+	atomic_store(&cur_pid, getpid());
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
@@ -208,7 +213,7 @@ static struct mlog_client *client_alloc(struct mlog_settings *set)
 	pthread_mutex_init(&c->mu, NULL);
 	c->set = *set; /* takes the strings */
 	memset(set, 0, sizeof(*set));
-	c->pid = getpid();
+	c->pid = atomic_load(&cur_pid);
 	c->bp_spe = -1;
 	pthread_mutex_lock(&list_mu);
 	c->next = list_head;
@@ -284,7 +289,7 @@ int mlog_client_set_block(struct mlog_client *c, const char *name, const char *j
  * still uses would write to it).  Called with c->mu held. */
 static void client_after_fork(struct mlog_client *c)
 {
-	pid_t me = getpid();
+	pid_t me = atomic_load_explicit(&cur_pid, memory_order_relaxed);
 	if (c->pid == me)
 		return;
 	spool_close(c->s); /* SPOOL_EFORKED handle: frees memory only */
@@ -520,10 +525,15 @@ static void client_spool(struct mlog_client *c, const struct spool_buf *ev, int 
 	 * at every batch_size-th, and at least every quarter of a started
 	 * agent's idle time while events come: so an agent about to leave for
 	 * idleness is always told in time (client_signal()) */
+	/* the coarse clock (a few ms of resolution, no hardware read) serves
+	 * for a period of seconds */
+	struct timespec coarse;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &coarse);
+	double now = (double)coarse.tv_sec + (double)coarse.tv_nsec / 1e9;
 	pthread_mutex_lock(&c->mu);
 	bool batch = ++c->logged % (uint64_t)c->set.batch_size == 0;
 	bool due = batch || c->signalled == 0 ||
-	           mono_now() - c->signalled >= mlog_agent_idle_seconds(&c->set) / 4;
+	           now - c->signalled >= mlog_agent_idle_seconds(&c->set) / 4 - 0.02;
 	pthread_mutex_unlock(&c->mu);
 	if (due)
 		client_signal(c, s, false, MLOG_SPAWN_WAIT_SECONDS);
@@ -545,13 +555,19 @@ static int to_spool_severity(enum mlog_severity sev)
  * (413), so the call refuses it.  0, or -E2BIG with r->error set. */
 static int check_event_size(const struct spool_buf *ev, struct mlog_result *r)
 {
-	struct spool_options so;
-	spool_options_init(&so); /* the client keeps the spool's default */
-	if (ev->len > so.max_record_bytes) {
+	/* the client keeps the spool's default */
+	static _Atomic size_t max_record_bytes;
+	size_t max_rec = atomic_load_explicit(&max_record_bytes, memory_order_relaxed);
+	if (!max_rec) {
+		struct spool_options so;
+		spool_options_init(&so);
+		atomic_store(&max_record_bytes, max_rec = so.max_record_bytes);
+	}
+	if (ev->len > max_rec) {
 		set_error(r,
 		          "event is %zu bytes encoded; the limit is %zu bytes per event (the spool's "
 		          "max_record_bytes: message, title, tags and metadata together)",
-		          ev->len, so.max_record_bytes);
+		          ev->len, max_rec);
 		return -E2BIG;
 	}
 	/* a byte of the record becomes at most 6 of JSON (\u00XX): only large
@@ -610,7 +626,10 @@ struct mlog_result mlog_client_send(struct mlog_client *c, const struct mlog_opt
 		return r;
 	}
 	mlog_kv_to_spool(opts->metadata, ntyped, typed);
-	struct spool_buf raw = {0}, ev = {0};
+	/* the encoded event: on the stack unless large (no malloc per event) */
+	char ev_storage[2048];
+	struct spool_buf raw = {0}, ev;
+	spool_buf_init_with(&ev, ev_storage, sizeof(ev_storage));
 	size_t nraw = 0;
 	char block_name[256] = ""; /* the binding's block, when set: copied, as it may change */
 	pthread_mutex_lock(&c->mu);

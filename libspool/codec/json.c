@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include "codec/json.h"
 
@@ -18,6 +21,13 @@ void spool_buf_init(struct spool_buf *b)
 {
 	if (b)
 		*b = (struct spool_buf){0};
+}
+
+void spool_buf_init_with(struct spool_buf *b, void *storage, size_t cap)
+{
+	*b = (struct spool_buf){.data = storage, .cap = cap, .borrowed = true};
+	if (cap)
+		b->data[0] = '\0';
 }
 
 int spool_buf_reserve(struct spool_buf *b, size_t extra)
@@ -32,9 +42,18 @@ int spool_buf_reserve(struct spool_buf *b, size_t extra)
 	size_t cap = b->cap ? b->cap : 256;
 	while (cap < need)
 		cap *= 2;
-	char *p = realloc(b->data, cap);
-	if (!p)
+	char *p;
+	if (b->borrowed) {
+		if (!(p = malloc(cap)))
+			return -ENOMEM;
+		if (b->cap)
+			memcpy(p, b->data, b->len + 1);
+		else
+			p[0] = '\0';
+		b->borrowed = false;
+	} else if (!(p = realloc(b->data, cap))) {
 		return -ENOMEM;
+	}
 	b->data = p;
 	b->cap = cap;
 	return 0;
@@ -56,7 +75,8 @@ void spool_buf_free(struct spool_buf *b)
 {
 	if (!b)
 		return;
-	free(b->data);
+	if (!b->borrowed)
+		free(b->data);
 	*b = (struct spool_buf){0};
 }
 
@@ -184,6 +204,23 @@ int spool_json_string(struct spool_buf *b, const void *s, size_t n)
 	char *o = b->data + b->len;
 	*o++ = '"';
 	while (p < end) {
+#ifdef __SSE2__
+		/* sixteen plain bytes at a time while none needs a look: the
+		 * signed compare with 0x20 also takes 0x80 and above */
+		while (end - p >= 16) {
+			__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
+			__m128i look = _mm_or_si128(
+			    _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+					 _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))),
+			    _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+					 _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))));
+			if (_mm_movemask_epi8(look))
+				break;
+			_mm_storeu_si128((__m128i *)(void *)o, x);
+			o += 16;
+			p += 16;
+		}
+#endif
 		/* eight plain bytes at a time while none needs a look */
 		while (end - p >= 8) {
 			uint64_t x;
@@ -470,6 +507,9 @@ struct enc {
 	struct spool_buf *out;
 	const struct spool_json_extra *x;
 	bool in_key; /* writing the JSON text of a non-string key */
+	const char *find;      /* a top-level member to report, or NULL */
+	const char *found;     /* its first string value */
+	size_t found_len;
 };
 
 static int enc_value(struct enc *e, const struct mp_item *it, int depth, enum role role);
@@ -611,6 +651,11 @@ static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum ro
 			break;
 		if (rd_item(&e->r, &val))
 			return -EINVAL;
+		if (role == R_TOP && e->find && !e->found && val.kind == K_STR &&
+		    str_is(&key, e->find)) {
+			e->found = (const char *)val.ptr;
+			e->found_len = val.len;
+		}
 		/* a metadata or c_client that is not a map is written as stored
 		 * and nothing is added (no second member of the same name) */
 		if (vrole == R_META)
@@ -675,10 +720,22 @@ static int enc_value(struct enc *e, const struct mp_item *it, int depth, enum ro
 int spool_event_to_json(const void *mp, size_t len, const struct spool_json_extra *extra,
 			struct spool_buf *out)
 {
-	if (!out || (!mp && len))
+	return spool_event_to_json_find(mp, len, extra, out, NULL, NULL, NULL);
+}
+
+int spool_event_to_json_find(const void *mp, size_t len, const struct spool_json_extra *extra,
+			     struct spool_buf *out, const char *key, const char **val,
+			     size_t *vlen)
+{
+	if (val)
+		*val = NULL;
+	if (vlen)
+		*vlen = 0;
+	if (!out || (!mp && len) || (key && (!val || !vlen)))
 		return -EINVAL;
 	size_t mark = out->len;
-	struct enc e = {.r = {mp, (const unsigned char *)mp + len}, .out = out, .x = extra};
+	struct enc e = {.r = {mp, (const unsigned char *)mp + len}, .out = out, .x = extra,
+			.find = key};
 	struct mp_item top;
 	int rc = rd_item(&e.r, &top);
 	if (!rc && top.kind != K_MAP)
@@ -693,6 +750,9 @@ int spool_event_to_json(const void *mp, size_t len, const struct spool_json_extr
 		out->len = mark;
 		if (out->data)
 			out->data[mark] = '\0';
+	} else if (key) {
+		*val = e.found;
+		*vlen = e.found_len;
 	}
 	return rc;
 }

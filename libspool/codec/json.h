@@ -24,6 +24,7 @@
 #ifndef SPOOL_JSON_H
 #define SPOOL_JSON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,9 +42,15 @@ struct spool_buf {
 	char *data;
 	size_t len;
 	size_t cap;
+	bool borrowed; /* data is the caller's storage (spool_buf_init_with) */
 };
 
 void spool_buf_init(struct spool_buf *b);
+/* An empty buffer writing into the caller's storage[0, cap) until it needs
+ * more, then into memory of its own (a common path without malloc).
+ * spool_buf_free() frees only memory the buffer allocated; storage must
+ * outlive the buffer's use of it. */
+void spool_buf_init_with(struct spool_buf *b, void *storage, size_t cap);
 /* Makes room for `extra` more bytes (plus a NUL); 0 or -ENOMEM. */
 int spool_buf_reserve(struct spool_buf *b, size_t extra);
 int spool_buf_append(struct spool_buf *b, const void *p, size_t n);
@@ -68,6 +75,13 @@ struct spool_json_extra {
  * -ENOMEM. */
 int spool_event_to_json(const void *mp, size_t len, const struct spool_json_extra *extra,
 				  struct spool_buf *out);
+/* The same, and on the way, as spool_event_get_str() would: *val and *vlen
+ * get the first string value of the top-level member `key` (pointing into
+ * mp), or NULL and 0 when there is none.  One pass over the event instead
+ * of two. */
+int spool_event_to_json_find(const void *mp, size_t len, const struct spool_json_extra *extra,
+			     struct spool_buf *out, const char *key, const char **val,
+			     size_t *vlen);
 
 /* Appends s[0..len) as a JSON string (quotes included) under the rules
  * above.  0 or -ENOMEM. */

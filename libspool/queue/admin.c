@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "env.h"
 #include "handle.h"
@@ -22,15 +22,8 @@
 
 uint32_t spool_crc32(uint32_t crc, const void *data, size_t len)
 {
-	const unsigned char *p = data;
-	uLong c = crc;
-	while (len > 0) {
-		uInt chunk = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		c = crc32(c, p, chunk);
-		p += chunk;
-		len -= chunk;
-	}
-	return (uint32_t)c;
+	/* zlib's CRC-32, by libdeflate (record.c) */
+	return libdeflate_crc32(crc, data, len);
 }
 
 static int guard(struct spool *s)

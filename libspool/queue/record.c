@@ -1,18 +1,18 @@
 /* record.c — the stored record format and its checks. */
 #include <string.h>
-#include <zlib.h>
+#include <libdeflate.h>
 
 #include "record.h"
 #include "util.h"
 
 static uint32_t rec_crc(const unsigned char hdr[SPOOL_REC_HDR], const void *data, size_t len)
 {
-	unsigned char first[4] = {hdr[0], hdr[1], hdr[2], hdr[3]};
-	uLong crc = crc32(0L, first, 4);
-	crc = crc32(crc, hdr + 8, 8);
-	/* zlib takes uInt lengths; records are far below 4 GiB (max_record_bytes). */
-	crc = crc32(crc, data, (uInt)len);
-	return (uint32_t)crc;
+	/* the CRC-32 of zlib (IEEE 802.3, reflected), computed by libdeflate,
+	 * which uses the carry-less multiply instructions where the CPU has
+	 * them: the same values as zlib's crc32(), several times faster */
+	uint32_t crc = libdeflate_crc32(0, hdr, 4);
+	crc = libdeflate_crc32(crc, hdr + 8, 8);
+	return libdeflate_crc32(crc, data, len);
 }
 
 void spool_rec_header(unsigned char hdr[SPOOL_REC_HDR], int severity, int64_t enqueue_us,

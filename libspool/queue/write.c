@@ -262,23 +262,49 @@ struct settle_arg {
 static int delete_pending(struct spool_env *env, MDB_txn *txn, struct spool_counters *c,
 			  const uint64_t *seqs, size_t n, uint64_t *counter, uint64_t *deleted)
 {
-	for (size_t i = 0; i < n; i++) {
+	/* One cursor for the whole list: after a delete it rests on the next
+	 * record, which is usually the next sequence of the list (a batch is
+	 * a run of consecutive keys), so most records need no search from
+	 * the root; a record found there is used only when its key is the
+	 * one asked for. */
+	MDB_cursor *cur;
+	int rc = mdb_cursor_open(txn, env->dbi_events, &cur);
+	if (rc)
+		return rc;
+	bool placed = false; /* the cursor rests where the last delete left it */
+	for (size_t i = 0; i < n && !rc; i++) {
 		unsigned char kb[8];
 		spool_put_be64(kb, seqs[i]);
-		MDB_val k = {8, kb}, v;
-		int rc = mdb_get(txn, env->dbi_events, &k, &v);
-		if (rc == MDB_NOTFOUND)
-			continue;
-		if (!rc) {
-			spool_counters_remove(c, &v);
-			rc = mdb_del(txn, env->dbi_events, &k, NULL);
+		MDB_val k, v;
+		bool found = false;
+		if (placed) {
+			rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+			found = rc == 0 && k.mv_size == 8 && memcmp(k.mv_data, kb, 8) == 0;
+			if (rc == MDB_NOTFOUND || rc == EINVAL)
+				rc = 0;
 		}
+		if (!rc && !found) {
+			k = (MDB_val){8, kb};
+			rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+			placed = false;
+			if (rc == MDB_NOTFOUND) {
+				rc = 0;
+				continue;
+			}
+			found = rc == 0;
+		}
+		if (!found)
+			break;
+		spool_counters_remove(c, &v);
+		rc = mdb_cursor_del(cur, 0);
 		if (rc)
-			return rc;
+			break;
+		placed = true;
 		(*counter)++;
 		(*deleted)++;
 	}
-	return 0;
+	mdb_cursor_close(cur);
+	return rc;
 }
 
 /* Moves pending record seq to `dead` with status and reason, counting it;

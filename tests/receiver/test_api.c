@@ -261,6 +261,34 @@ START_TEST(batch_all_accepted_200_with_ids_in_order)
 }
 END_TEST
 
+/* --any-json (bench/peers): any path takes a {"logs": [...]} batch of any
+ * JSON values, each stored and counted, twice when sent twice; the shape
+ * is still checked. */
+START_TEST(any_json_counts_every_value_without_dedup)
+{
+	struct rx rx;
+	struct resp r;
+	const char *args[] = {"--any-json", NULL};
+	rx_start(&rx, args);
+	const char *body = "{\"logs\":[{\"message\":\"line 1\"},{\"no\":\"fields\"},\"text\",3]}";
+	rx_post(&rx, "/peer", body, &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	rx_post(&rx, "/peer", body, &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	rx_post(&rx, BATCH, "{\"logs\":[{\"severity\":\"nonsense\"}]}", &r);
+	ck_assert_int_eq(r.status, 200);
+	resp_free(&r);
+	rx_post(&rx, "/peer", "[1,2]", &r);
+	ck_assert_int_eq(r.status, 400);
+	resp_free(&r);
+	ck_assert_int_eq(rx_stat(&rx, "accepted"), 9);
+	ck_assert_int_eq(rx_stat(&rx, "duplicates"), 0);
+	ck_assert_int_eq(rx_stop(&rx), 0);
+}
+END_TEST
+
 START_TEST(batch_with_bad_events_is_207_per_event)
 {
 	struct rx rx;
@@ -682,5 +710,6 @@ TCase *api_tcase(void)
 	tcase_add_test(tc, gzip_bodies_are_inflated);
 	tcase_add_test(tc, api_key_required_when_set);
 	tcase_add_test(tc, stats_count_what_happened);
+	tcase_add_test(tc, any_json_counts_every_value_without_dedup);
 	return tc;
 }

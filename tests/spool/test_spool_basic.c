@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "check_main.h"
+#include "record.h"
 #include "testutil.h"
 
 static char g_dir[PATH_MAX];
@@ -56,6 +57,38 @@ static void sync_ok(struct spool *s, uint64_t *last)
 }
 
 /* ------------------------------------------------------------------ */
+
+/* The record checksum is zlib's CRC-32 over header bytes 0-3, 8-15 and
+ * the payload: the values below were computed with zlib, so records
+ * written by any version of the library (zlib's crc32() before, libdeflate
+ * now) check alike. */
+START_TEST(test_record_crc_format)
+{
+	static const unsigned char small[] = {0x81, 0xa1, 0x61, 0xa1, 0x62};
+	unsigned char big[306] = {0x81, 0xa1, 0x6d, 0xda, 0x01, 0x2c};
+	for (int i = 0; i < 300; i++)
+		big[6 + i] = (unsigned char)((i * 7) & 0x7f);
+	struct {
+		const unsigned char *p;
+		size_t len;
+		uint32_t crc;
+	} cases[] = {{small, sizeof(small), 0x42aa7b92u}, {big, sizeof(big), 0xbb5cde65u}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned char rec[SPOOL_REC_HDR + 306];
+		spool_rec_header(rec, 2, (int64_t)0x0102030405060708LL, cases[i].p, cases[i].len);
+		memcpy(rec + SPOOL_REC_HDR, cases[i].p, cases[i].len);
+		ck_assert_uint_eq(rec[0], SPOOL_FORMAT_VERSION);
+		uint32_t crc = (uint32_t)rec[4] | (uint32_t)rec[5] << 8 | (uint32_t)rec[6] << 16 |
+			       (uint32_t)rec[7] << 24;
+		ck_assert_uint_eq(crc, cases[i].crc);
+		const char *why = NULL;
+		ck_assert_int_eq(spool_rec_check(rec, SPOOL_REC_HDR + cases[i].len, &why), 0);
+		rec[SPOOL_REC_HDR + cases[i].len - 1] ^= 1; /* one bit of payload */
+		ck_assert_int_eq(spool_rec_check(rec, SPOOL_REC_HDR + cases[i].len, &why), -1);
+		ck_assert_str_eq(why, "record checksum mismatch");
+	}
+}
+END_TEST
 
 START_TEST(test_options_defaults)
 {
@@ -1252,6 +1285,7 @@ static Suite *basic_suite(void)
 	tu_add_cleanup_fixture(tc);
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_options_defaults);
+	tcase_add_test(tc, test_record_crc_format);
 	tcase_add_test(tc, test_parse_helpers);
 	tcase_add_test(tc, test_strerror_codes);
 	tcase_add_test(tc, test_default_dir);

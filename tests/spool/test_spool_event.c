@@ -116,6 +116,14 @@ START_TEST(test_timestamp_format)
 	ck_assert_str_eq(ts, "2026-11-29T14:29:21.123456Z");
 	spool_timestamp_format(-1, ts);
 	ck_assert_str_eq(ts, "1969-12-31T23:59:59.999999Z");
+	/* the formatted second is kept between calls: a new second, and a
+	 * step back, each read right */
+	spool_timestamp_format(1795962561999999LL, ts);
+	ck_assert_str_eq(ts, "2026-11-29T14:29:21.999999Z");
+	spool_timestamp_format(1795962562000000LL, ts);
+	ck_assert_str_eq(ts, "2026-11-29T14:29:22.000000Z");
+	spool_timestamp_format(1795962561000007LL, ts);
+	ck_assert_str_eq(ts, "2026-11-29T14:29:21.000007Z");
 }
 END_TEST
 
@@ -212,6 +220,87 @@ START_TEST(test_encode_fields)
 	ck_assert_int_eq(spool_event_encode(&bare, &b, NULL), 0);
 	ck_assert_uint_eq((unsigned char)b.data[0], 0x84);
 	spool_buf_free(&b);
+}
+END_TEST
+
+/* The c_client block of one encoded event: its pid and fqdn (NULL when
+ * it has none). */
+static void client_block_of(const char *fqdn, int64_t *pid, char *fqdn_out, size_t fqdn_len)
+{
+	struct spool_event ev = {.message = "m", .message_len = SIZE_MAX, .fqdn = fqdn};
+	struct spool_buf b = {0};
+	ck_assert_int_eq(spool_event_encode(&ev, &b, NULL), 0);
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	ck_assert_int_eq(msgpack_unpack_next(&u, b.data, b.len, &off), MSGPACK_UNPACK_SUCCESS);
+	const msgpack_object *cc = get(get(&u.data, "metadata"), "c_client");
+	ck_assert_ptr_nonnull(cc);
+	*pid = (int64_t)get(cc, "pid")->via.u64;
+	const msgpack_object *f = get(cc, "fqdn");
+	fqdn_out[0] = '\0';
+	if (f)
+		snprintf(fqdn_out, fqdn_len, "%.*s", (int)f->via.str.size, f->via.str.ptr);
+	ck_assert_uint_eq(get(cc, "fqdn") ? 6 : 5, cc->via.map.size);
+	msgpack_unpacked_destroy(&u);
+	spool_buf_free(&b);
+}
+
+/* The block is packed once per process and copied: it still follows the
+ * fqdn given with each event, and a child of fork() writes its own pid. */
+START_TEST(test_client_block_follows_fqdn_and_fork)
+{
+	int64_t pid;
+	char fq[64];
+	client_block_of(NULL, &pid, fq, sizeof(fq));
+	ck_assert_int_eq(pid, getpid());
+	ck_assert_str_eq(fq, "");
+	client_block_of("a.example.org", &pid, fq, sizeof(fq));
+	ck_assert_str_eq(fq, "a.example.org");
+	client_block_of("b.example.org", &pid, fq, sizeof(fq));
+	ck_assert_str_eq(fq, "b.example.org");
+	client_block_of(NULL, &pid, fq, sizeof(fq));
+	ck_assert_str_eq(fq, "");
+	pid_t child = fork();
+	ck_assert_int_ne(child, -1);
+	if (child == 0) {
+		client_block_of(NULL, &pid, fq, sizeof(fq));
+		_exit(pid == getpid() ? 0 : 1);
+	}
+	ck_assert_int_eq(tu_wait(child), 0);
+	client_block_of(NULL, &pid, fq, sizeof(fq));
+	ck_assert_int_eq(pid, getpid());
+}
+END_TEST
+
+/* spool_event_to_json_find() writes what spool_event_to_json() writes and
+ * reports the top-level member as spool_event_get_str() finds it. */
+START_TEST(test_to_json_find_matches_get_str)
+{
+	struct spool_kv kv[] = {{.key = "client_event_id", .type = SPOOL_KV_STR, .s = "nested"}};
+	struct spool_event ev = {.message = "m", .message_len = SIZE_MAX, .metadata = kv,
+				 .nmetadata = 1};
+	struct spool_buf b = {0}, j1 = {0}, j2 = {0};
+	char id[27];
+	ck_assert_int_eq(spool_event_encode(&ev, &b, id), 0);
+	struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = 7};
+	const char *v = NULL, *w = NULL;
+	size_t vl = 0, wl = 0;
+	ck_assert_int_eq(spool_event_to_json(b.data, b.len, &x, &j1), 0);
+	ck_assert_int_eq(spool_event_to_json_find(b.data, b.len, &x, &j2, "client_event_id", &v, &vl), 0);
+	ck_assert_str_eq(j1.data, j2.data);
+	ck_assert_int_eq(spool_event_get_str(b.data, b.len, "client_event_id", &w, &wl), 0);
+	ck_assert_ptr_eq(v, w);
+	ck_assert_uint_eq(vl, 26);
+	ck_assert(memcmp(v, id, 26) == 0);
+	/* absent: NULL */
+	j2.len = 0;
+	ck_assert_int_eq(spool_event_to_json_find(b.data, b.len, NULL, &j2, "title", &v, &vl), 0);
+	ck_assert_ptr_null(v);
+	ck_assert_uint_eq(vl, 0);
+	spool_buf_free(&b);
+	spool_buf_free(&j1);
+	spool_buf_free(&j2);
 }
 END_TEST
 
@@ -313,6 +402,8 @@ static Suite *event_suite(void)
 	tcase_add_test(tc, test_ulid_unique_across_threads_and_fork);
 	tcase_add_test(tc, test_timestamp_format);
 	tcase_add_test(tc, test_encode_fields);
+	tcase_add_test(tc, test_to_json_find_matches_get_str);
+	tcase_add_test(tc, test_client_block_follows_fqdn_and_fork);
 	tcase_add_test(tc, test_encode_rejects_bad_input);
 	tcase_add_test(tc, test_mlog_command);
 	suite_add_tcase(su, tc);

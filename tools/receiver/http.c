@@ -177,6 +177,10 @@ static void begin_request(const struct http_ctx *ctx,
 		r->route = ROUTE_STATS;
 	else if (strcmp(url, "/healthz") == 0)
 		r->route = ROUTE_HEALTH;
+	else if (ctx->cfg->any_json)
+		r->route = ROUTE_BATCH; /* a peer's URL */
+	if (ctx->cfg->any_json && r->route == ROUTE_SINGLE)
+		r->route = ROUTE_BATCH;
 
 	switch (r->route) {
 	case ROUTE_NONE:
@@ -555,6 +559,10 @@ static void answer_batch(const struct http_ctx *ctx, const char *body,
 		const struct jevent *je = &res->events[i];
 		ev[i].line_off = je->line_off;
 		ev[i].line_len = je->line_len;
+		if (cfg->any_json) {
+			ev[i].no_dedup = true; /* counted as it is */
+			continue;
+		}
 		int status = classify(cfg, body, je, &ev[i], detail,
 				      sizeof(detail), &transient);
 		if (!status)

@@ -120,6 +120,11 @@ static const struct opt_row rows[] = {
 	  "status used by --no-batch (404, 405 or 501)", NULL },
 	{ "no-gzip", T_FLAG, NULL, AT(no_gzip), 0, 0, NULL,
 	  "answer 415 to \"Content-Encoding: gzip\" bodies", NULL },
+	{ "any-json", T_FLAG, NULL, AT(any_json), 0, 0, NULL,
+	  "for benchmarks against other log shippers (bench/peers): a POST to "
+	  "any path but /stats and /healthz is a batch, {\"logs\": [...]} of "
+	  "any JSON values; each is stored and counted as an event, without "
+	  "checking Master Log fields and without deduplication", NULL },
 	{ "drop-after-store", T_LONG, "0", AT(drop_after_store), 0, LONG_MAX, "N",
 	  "for the first N requests that would get a 2xx, store the events "
 	  "and then close the connection without answering", NULL },

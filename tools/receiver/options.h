@@ -55,6 +55,7 @@ struct rx_config {
 	/* misc */
 	bool validate_with_jansson;
 	bool verbose;
+	bool any_json; /* --any-json: count any {"logs": [...]} batch (peers) */
 };
 
 enum opt_result {

@@ -161,8 +161,9 @@ int store_commit(struct store *s, struct store_event *ev, size_t n,
 		if (e->status != 0)
 			continue;
 		uint64_t existing;
-		int found = dedup_lookup_or_insert(s->dedup, e->key,
-						   s->next_id, &existing);
+		int found = e->no_dedup ? 0
+					: dedup_lookup_or_insert(s->dedup, e->key,
+								 s->next_id, &existing);
 		if (found == 1) {
 			e->duplicate = true;
 			e->id = existing;

@@ -22,6 +22,7 @@ struct store_event {
 	uint64_t id;	 /* out: server id (sequence number) */
 	size_t line_off; /* in: its JSON line inside the request's lines */
 	size_t line_len;
+	bool no_dedup; /* in: store it without looking for an earlier copy */
 };
 
 /* Counters served at GET /stats. */
