@@ -99,6 +99,25 @@ struct spool_stage {
 	uint64_t batch; /* buffered: flush at this many staged entries */
 };
 
+
+/* Makes a removal or rename in the folder of path durable.  Called before a
+ * ring's mark is deleted: the mark is what keeps a ring's moved entries from
+ * being moved again, so a power loss must never bring back a ring file whose
+ * mark is already gone (its entries would reach the queue twice). */
+static void sync_parent_dir(const char *path)
+{
+	char dir[4600];
+	snprintf(dir, sizeof(dir), "%s", path);
+	char *slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = '\0';
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+}
 static size_t align8(size_t n)
 {
 	return (n + 7) & ~(size_t)7;
@@ -489,6 +508,7 @@ int spool_stage_destroy(struct spool_stage *st, bool forked)
 			/* unlink first: a recoverer that still opens the old name finds
 			 * nothing past the tail */
 			unlink(st->path);
+			sync_parent_dir(st->path);
 			spool_write_del_mark(st->env, st->ring_id);
 		}
 		/* undrained: the file stays, and the next opener recovers it */
@@ -858,17 +878,7 @@ static int salvage_ring(struct spool_env *env, const char *path, void *m, size_t
 		return -errno;
 	/* the new name durable before the mark goes: a power loss must not
 	 * bring back a ring-<id> with neither */
-	char dir[4600];
-	snprintf(dir, sizeof(dir), "%s", path);
-	char *slash = strrchr(dir, '/');
-	if (slash) {
-		*slash = '\0';
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			fsync(dfd);
-			close(dfd);
-		}
-	}
+	sync_parent_dir(path);
 	spool_write_del_mark(env, ring_id);
 	return 0;
 }
@@ -987,6 +997,7 @@ static int recover_one(struct spool_env *env, const char *path, uint64_t *moved,
 		if (torn)
 			spool_txn_add_torn(env, 1);
 		unlink(path);
+		sync_parent_dir(path);
 		spool_write_del_mark(env, sh->ring_id);
 	}
 	munmap(m, (size_t)st.st_size);
