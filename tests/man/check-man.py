@@ -7,12 +7,14 @@ Each argument after the options is one check:
       `COMMAND SUB --help` for each SUB) are exactly the long options on the
       term lines of PAGE's OPTIONS and COMMANDS sections; `COMMAND --version`
       prints "NAME (PROJECT) VERSION" and exits 0.
-  keys:PAGE:COMMAND[:ARG...]  The keys `COMMAND [ARG...] --help-config` lists
-      (ARGs such as -c:FILE add the keys of the file's loaded transports), each with its
-      "(type, default ..., env ...)", are exactly the term lines of PAGE's
-      sections whose title holds KEYS, with the same parenthesis; every
-      variable it names appears in the ENVIRONMENT section of COMMAND's own
-      page (its name and a section number, in --pages).
+  keys:PAGE[!TITLE...]:COMMAND[:ARG...]  The keys `COMMAND [ARG...]
+      --help-config` lists (ARGs such as -c:FILE add the keys of the file's
+      loaded transports), each with its "(type, default ..., env ...)", are
+      exactly the term lines of PAGE's sections whose title holds KEYS, with
+      the same parenthesis, but for the sections named by !TITLE: those of a
+      transport this row does not load (its keys are checked by a row that
+      does); every variable it names appears in the ENVIRONMENT section of
+      COMMAND's own page (its name and a section number, in --pages).
   source:FILE[,FILE...]:COMMAND[:SUB...]  Every long option the option
       parsers in the C FILEs accept (getopt_long rows {"name", ..._argument}
       and strcmp(arg, "--name") tests) appears in `COMMAND --help` (or in
@@ -131,6 +133,7 @@ def check_help(pages, page, command, subs, project, version):
 
 
 def check_keys(pages, page, command, args):
+    page, *skipped = page.split("!")
     path = page_path(pages, page)
     rc, out, err = run([command] + args + ["--help-config"])
     if rc != 0:
@@ -157,8 +160,12 @@ def check_keys(pages, page, command, args):
         return
     rc, text, err = render(path, 200)
     documented = {}
-    for title, lines in sections(text).items():
-        if "KEYS" not in title:
+    secs = sections(text)
+    for title in skipped:
+        if title not in secs:
+            fail("%s: no section %r to leave out" % (page, title))
+    for title, lines in secs.items():
+        if "KEYS" not in title or title in skipped:
             continue
         for t in term_lines(lines):
             m = KEY_ROW.match(t)
@@ -176,7 +183,9 @@ def check_keys(pages, page, command, args):
         if listed[k] != documented[k]:
             fail("%s: key %s: the page says (%s), --help-config says (%s)"
                  % (page, k, documented[k], listed[k]))
-    print("ok: %s and %s --help-config: %d keys" % (page, name, len(listed)))
+    print("ok: %s and %s%s --help-config: %d keys%s"
+          % (page, name, "".join(" " + a for a in args), len(listed),
+             "".join(" (not %s)" % t for t in skipped)))
 
 
 def help_options(command, subs):

@@ -7,7 +7,9 @@
 #     up: the user and group master-log, the spool /var/spool/master-log
 #     (2770, group master-log), the unit (not enabled, systemd-analyze
 #     verify clean), /etc/master-log/spool-agent.yaml passing --check-config
-#     as the agent's user, the -dev package (a program built with pkg-config);
+#     as the agent's user, the -dev package (a program built with pkg-config),
+#     master-log-spool-nats (mlog-relay runs, nats.so where the agent looks
+#     and loaded by it);
 #  3. runs the main job from the installed files: mlog-receiver on
 #     127.0.0.1, spool-agent as user master-log, mlog as producers, and
 #     checks every event arrived; then leaves undelivered events behind;
@@ -23,7 +25,7 @@ set -euo pipefail
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 SPOOL=/var/spool/master-log
 CONF=/etc/master-log/spool-agent.yaml
-PACKAGES=(libspool0 libmlog0 libmaster-log-spool-dev master-log-spool)
+PACKAGES=(libspool0 libmlog0 libmaster-log-spool-dev master-log-spool master-log-spool-nats)
 USER_A=mlogpkgtest-a
 USER_B=mlogpkgtest-b
 USER_OUT=mlogpkgtest-out
@@ -40,7 +42,7 @@ skip() {
 }
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (it installs packages and makes users)"
-for tool in dpkg-buildpackage apt-get lintian setpriv runuser curl; do
+for tool in dpkg-buildpackage dpkg-architecture apt-get lintian setpriv runuser curl; do
 	command -v "$tool" >/dev/null 2>&1 || skip "no $tool"
 done
 for p in "${PACKAGES[@]}"; do
@@ -180,6 +182,23 @@ cc -o "$TMP/dev" "$TMP/dev.c" $(pkg-config --cflags --libs mlog spool) ||
 cc -o "$TMP/dev-static" "$TMP/dev.c" /usr/lib/*/libspool.a $(pkg-config --cflags --libs --static spool | sed 's/-lspool//') ||
 	fail "cannot link the static libspool.a"
 
+# master-log-spool-nats: the relay, and the transport in the agent's
+# plugin folder, each in that package alone
+out=$(mlog-relay --version 2>&1) || fail "mlog-relay --version: $out"
+say "$out"
+plugin=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH)/master-log-spool/plugins/nats.so
+[ -f "$plugin" ] || fail "no $plugin after installation"
+for f in /usr/bin/mlog-relay "$plugin" /usr/share/man/man8/mlog-relay.8.gz; do
+	owner=$(dpkg-query -S "$f" 2>/dev/null | cut -d: -f1)
+	[ "$owner" = master-log-spool-nats ] || fail "$f belongs to '$owner', not master-log-spool-nats"
+done
+# the agent finds it by name in its own plugin folder (env -i: no
+# SPOOL_PLUGIN_DIR) and loads it: --help-config lists its keys
+printf 'transports: [nats]\nnats:\n  servers: [nats://127.0.0.1:4222]\n' >"$TMP/nats.yaml"
+keys=$(env -i PATH=/usr/bin:/bin spool-agent -c "$TMP/nats.yaml" --help-config)
+grep -q "loaded from $plugin" <<<"$keys" || fail "spool-agent --help-config does not list the keys of $plugin"
+say "mlog-relay and $plugin installed by master-log-spool-nats; spool-agent loads it"
+
 # ---- 3. the main job from the installed files ----
 mlog-receiver --listen 127.0.0.1 --port 0 --port-file "$TMP/rx.port" --api-key "$API_KEY" \
 	--out "$TMP/received.jsonl" >"$TMP/receiver.log" 2>&1 &
@@ -259,6 +278,8 @@ for action in "apt-get remove -y -qq" "dpkg --purge"; do
 	DEBIAN_FRONTEND=noninteractive $action "${PACKAGES[@]}" >"$TMP/uninstall.log" 2>&1 ||
 		{ cat "$TMP/uninstall.log"; fail "$action failed"; }
 	[ ! -e /usr/bin/spool-agent ] || fail "spool-agent still installed after $action"
+	[ ! -e /usr/bin/mlog-relay ] || fail "mlog-relay still installed after $action"
+	[ ! -e "$plugin" ] || fail "$plugin still installed after $action"
 	[ -d "$SPOOL" ] || fail "$action deleted $SPOOL"
 	[ "$(sha256sum "$SPOOL/data.mdb")" = "$sum" ] || fail "$action changed $SPOOL/data.mdb"
 	say "after $action: $SPOOL is there, data.mdb unchanged"
