@@ -1083,7 +1083,10 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		reset_reads(d);
 		d->next_attempt = now + plan_retry(d);
 		*wait = d->next_attempt - now;
-		return progress ? DRAIN_PROGRESS : DRAIN_BACKOFF;
+		/* BACKOFF even when this step settled something: a caller that
+		 * stops at the first failure (--once) must not go on when the
+		 * jittered wait happens to be 0 */
+		return DRAIN_BACKOFF;
 	}
 	if (d->open == 0 && d->paused) {
 		/* what waited starts again from the head once resumed */
