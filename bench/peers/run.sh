@@ -4,6 +4,8 @@
 #
 #   bench/peers/run.sh [BUILD_DIR]      (default: build-rel, then build)
 #   EVENTS=N   events per run (default 300000), 190-byte messages
+#   RUNS=N     rounds of the three plain runs (default 3): the table shows
+#              the median and the range of the rounds
 #   KILL=0     skip the SIGKILL runs
 #
 # The workload (bench/peers/peer-producer.c): N events, each naming its
@@ -19,8 +21,12 @@
 # of a {"logs": [...]} batch, checks no Master Log field), storing each
 # event to a file from which the run counts what arrived.
 #
-# Per side: events/s from the producer's start until the receiver holds
-# all N; CPU seconds per million events of the producer and the daemon
+# Each round begins with the sink alone: `peer-producer post` sends the
+# project's own events (a batch of 1000 taken from its first run, as they
+# arrived) to a fresh receiver, 4 requests in flight, N events in all: the
+# receiver's ceiling for this workload, the limit each side is shown
+# beside.  Per side: events/s from the producer's start until the
+# receiver holds all N (and every one of the N, counted in its out file); CPU seconds per million events of the producer and the daemon
 # together (and each alone), from GNU time.  Then, unless KILL=0, a second
 # run per side in which the daemon (spool-agent, syslog-ng) is killed with
 # SIGKILL once a third of the events arrived and started again at once:
@@ -41,6 +47,7 @@ if [ -z "$build" ]; then
 	if [ -x "$root/build-rel/bench/peers/peer-producer" ]; then build=$root/build-rel; else build=$root/build; fi
 fi
 EVENTS=${EVENTS:-300000}
+RUNS=${RUNS:-3}
 KILL=${KILL:-1}
 receiver=$build/tools/receiver/mlog-receiver
 agent=$build/agent/spool-agent
@@ -95,6 +102,7 @@ cpu_of() { awk '{print $1 + $2}' "$1"; }
 # ---- the receiver: one per run ----
 rx_start() { # $1: name
 	local out=$tmp/$1.jsonl port=$tmp/$1.port
+	rm -f "$out" "$port" # a port file left by an earlier run names a closed port
 	"$receiver" --any-json --listen 127.0.0.1 --port 0 --port-file "$port" --out "$out" \
 		--max-batch-events 100000 --max-batch-bytes 256M --max-body 256M >/dev/null 2>"$tmp/$1.rx.err" &
 	rx_pid=$!
@@ -167,12 +175,16 @@ run() {
 	if [ "$side" = project ]; then
 		mkdir -p "$spool"
 		agent_start "$spool" "$d/daemon.time"
-	else
+	elif [ "$side" = syslog-ng ]; then
 		syslog_start "$d" "$d/daemon.time"
 	fi
 	local t0 t1 prod
 	t0=$(now)
-	if [ "$side" = project ]; then
+	if [ "$side" = limit ]; then
+		/usr/bin/time -f "%U %S" -o "$d/producer.time" \
+			"$producer" post "http://127.0.0.1:$rx_port/limit" "$tmp/limit.body" "$EVENTS" \
+			2>"$d/producer.err" &
+	elif [ "$side" = project ]; then
 		/usr/bin/time -f "%U %S" -o "$d/producer.time" env MASTER_LOG_SPOOL_DIR="$spool" \
 			MASTER_LOG_SPAWN_AGENT=false MASTER_LOG_ENDPOINT="http://127.0.0.1:$rx_port" \
 			"$producer" mlog "$EVENTS" 2>"$d/producer.err" &
@@ -200,21 +212,41 @@ run() {
 	fi
 	t1=$(now)
 	wait "$prod" || echo "run.sh: $name: the producer failed: $(cat "$d/producer.err")" >&2
-	daemon_stop
+	[ "$side" = limit ] || daemon_stop
 	rx_stop
-	local pc dc
+	# the sink's ceiling replays a batch of the project's own events
+	if [ "$side" = project ] && [ ! -s "$tmp/limit.body" ]; then
+		head -n 1000 "$rx_out" | awk 'BEGIN {printf "{\"logs\":["} NR > 1 {printf ",\n"}
+			{printf "%s", $0} END {printf "\n]}"}' >"$tmp/limit.body"
+	fi
+	local pc dc=0
 	pc=$(cpu_of "$d/producer.time")
-	dc=$(cpu_of "$d/daemon.time")
+	[ -f "$d/daemon.time" ] && dc=$(cpu_of "$d/daemon.time")
 	[ -f "$d/daemon2.time" ] && dc=$(awk -v a="$dc" -v b="$(cpu_of "$d/daemon2.time")" 'BEGIN{print a + b}')
-	read -r uniq dups lost < <(tally "$rx_out")
+	local uniq=$got dups=0 lost=0
+	[ "$side" = limit ] || read -r uniq dups lost < <(tally "$rx_out")
 	echo "$side $kill $got $t0 $t1 $pc $dc $uniq $dups $lost" >>"$tmp/results"
-	rm -rf "$spool" "$d/buffer" "$rx_out"
+	echo "run.sh: $side: $got events counted, $uniq distinct, $dups duplicated, $lost lost;" \
+		"$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b - a}') s; CPU s producer $pc, daemon $dc" >&2
+	if [ "$uniq" -lt "$EVENTS" ] && [ "$kill" = 0 ]; then
+		echo "run.sh: $name: events missing; the logs say:" >&2
+		tail -n 5 "$tmp/agent.err" "$tmp/syslog-ng.err" "$tmp/$name.rx.err" "$d/producer.err" 2>/dev/null >&2 || true
+	fi
+	rm -rf "$spool" "$d" "$rx_out"
 }
 
 echo "run.sh: $EVENTS events per run; $syslog_ng_version; temp $tmp" >&2
-for side in project syslog-ng; do
-	echo "run.sh: $side ..." >&2
-	run "$side" 0
+# the sink's ceiling needs a batch of the project's events: a first,
+# small project run provides it
+EVENTS_ALL=$EVENTS
+EVENTS=1000 run project 0 2>/dev/null
+: >"$tmp/results"
+EVENTS=$EVENTS_ALL
+for r in $(seq "$RUNS"); do
+	for side in limit project syslog-ng; do
+		echo "run.sh: round $r: $side ..." >&2
+		run "$side" 0
+	done
 done
 if [ "$KILL" = 1 ]; then
 	for side in project syslog-ng; do
@@ -223,29 +255,48 @@ if [ "$KILL" = 1 ]; then
 	done
 fi
 
+cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 awk -v n="$EVENTS" -v host="$(hostname)" -v cpus="$(nproc)" -v ver="$syslog_ng_version" \
-	-v date="$(date -u +%Y-%m-%dT%H:%MZ)" '
-function f(x) { return sprintf("%.0f", x) }
-$2 == 0 {
-	side[$1] = 1; eps[$1] = $3 / ($5 - $4); pc[$1] = $6; dc[$1] = $7; got[$1] = $3
+	-v model="$cpu_model" -v date="$(date -u +%Y-%m-%dT%H:%MZ)" '
+function med(s, key,   k, m, i, j, t, v) {
+	m = cnt[s]
+	for (i = 1; i <= m; i++) v[i] = val[s, key, i]
+	for (i = 2; i <= m; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	lo[s, key] = v[1]; hi[s, key] = v[m]
+	return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
 }
-$2 == 1 { klost[$1] = $10; kdup[$1] = $9; kuniq[$1] = $8 }
+$2 == 0 {
+	s = $1; k = ++cnt[s]
+	val[s, "eps", k] = $3 / ($5 - $4)
+	val[s, "pc", k] = $6 * 1e6 / n; val[s, "dc", k] = $7 * 1e6 / n
+	val[s, "cpu", k] = ($6 + $7) * 1e6 / n
+	if ($8 < n) short[s] = short[s] " " $8
+	if ($9 > 0) dup[s] = dup[s] " " $9
+}
+$2 == 1 { klost[$1] = $10; kdup[$1] = $9 }
 END {
-	printf "bench/peers: %d events of 190 bytes per run, %s, %s CPUs, %s; %s\n\n", n, host, cpus, date, ver
-	printf "| side | events/s | CPU s per million (producer + daemon) | producer | daemon | SIGKILL of the daemon mid-run: lost | duplicated |\n"
+	printf "bench/peers: %d events of 190 bytes per run, %d rounds, %s, %s CPUs (%s), %s; %s\n\n", n,
+		cnt["project"], host, cpus, model, date, ver
+	printf "| side | events/s, median (range) | CPU s per million, producer + daemon | producer | daemon | SIGKILL of the daemon mid-run: lost | duplicated |\n"
 	printf "| --- | --- | --- | --- | --- | --- | --- |\n"
-	split("project syslog-ng", order, " ")
-	for (i = 1; i <= 2; i++) {
+	split("limit project syslog-ng", order, " ")
+	for (i = 1; i <= 3; i++) {
 		s = order[i]
-		if (!(s in side)) continue
-		pm = pc[s] * 1e6 / n; dm = dc[s] * 1e6 / n
-		printf "| %s | %s%s | %.2f | %.2f | %.2f | %s | %s |\n", s, f(eps[s]),
-			got[s] < n ? " (only " got[s] " arrived)" : "", pm + dm, pm, dm,
-			(s in klost) ? klost[s] : "-", (s in kdup) ? kdup[s] : "-"
+		if (!(s in cnt)) continue
+		e[s] = med(s, "eps"); c[s] = med(s, "cpu"); p = med(s, "pc"); d = med(s, "dc")
+		note = (s in short) ? " (only" short[s] " arrived)" : ""
+		if (s in dup) note = note " (duplicated:" dup[s] ")"
+		if (s == "limit")
+			printf "| sink alone (mlog-receiver --any-json, fed the project'"'"'s events by a trivial sender) | %.0f (%.0f–%.0f)%s | - | - | - | - | - |\n",
+				e[s], lo[s, "eps"], hi[s, "eps"], note
+		else
+			printf "| %s | %.0f (%.0f–%.0f)%s | %.2f (%.2f–%.2f) | %.2f | %.2f | %s | %s |\n", s,
+				e[s], lo[s, "eps"], hi[s, "eps"], note, c[s], lo[s, "cpu"], hi[s, "cpu"], p, d,
+				(s in klost) ? klost[s] : "-", (s in kdup) ? kdup[s] : "-"
 	}
-	if (("project" in side) && ("syslog-ng" in side)) {
-		printf "\nproject / syslog-ng: %.2fx the events/s, %.2fx the CPU per event\n",
-			eps["project"] / eps["syslog-ng"],
-			(pc["project"] + dc["project"]) / (pc["syslog-ng"] + dc["syslog-ng"])
-	}
+	if (("project" in cnt) && ("syslog-ng" in cnt))
+		printf "\nproject / syslog-ng: %.2fx the events/s, %.2fx the CPU per event (medians)\n",
+			e["project"] / e["syslog-ng"], c["project"] / c["syslog-ng"]
+	if (("project" in cnt) && ("limit" in cnt))
+		printf "project / sink alone: %.2f of the sink'"'"'s ceiling (medians)\n", e["project"] / e["limit"]
 }' "$tmp/results"
