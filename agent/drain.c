@@ -38,6 +38,7 @@ struct batch {
 	bool failed;		    /* a request failed as a whole */
 	struct spool_tx_status fail; /* the first such failure */
 	int severity;		    /* severity order: the one severity it holds; else -1 */
+	size_t nkeep;		    /* settle_collect(): events that stay */
 };
 
 /* One request: a range of a batch's events on one link. */
@@ -71,7 +72,7 @@ struct drain {
 	struct batch *batches;	 /* read and not yet settled */
 	struct batch *spare;	 /* settled, kept with their buffers for the next reads */
 	size_t nspare;
-	uint64_t *acked;	 /* settle()'s lists */
+	uint64_t *acked;	 /* settle_finished()'s lists */
 	struct spool_reject *rej;
 	size_t settle_cap;
 	struct req *waiting;	 /* ranges to start (splits, isolation, fall-back), in order */
@@ -731,12 +732,53 @@ static size_t collect(struct drain *d, double timeout)
 
 /* ---- settling ---- */
 
-/* Settles a batch whose requests all finished: deletes the accepted,
- * dead-letters the rejected and the corrupt, counts what stays.  Returns 0,
- * or the spool's error (the batch is then kept for another try). */
-static int settle(struct drain *d, struct batch *b, bool *kept)
+/* Adds batch b's outcomes to the settle lists (d->acked from *na, d->rej
+ * from *nr, room made by the caller); b->nkeep gets how many stay. */
+static void settle_collect(struct drain *d, struct batch *b, size_t *na, size_t *nr)
 {
-	size_t need = b->n + b->nbad + 1;
+	uint64_t *acked = d->acked;
+	struct spool_reject *rej = d->rej;
+	b->nkeep = 0;
+	for (size_t i = 0; i < b->nbad; i++) {
+		rej[(*nr)++] = b->bad[i];
+		d->log(d->log_ctx, LOG_WARNING, "event %llu: %s: dead-lettered", (unsigned long long)b->bad[i].seq,
+		       b->bad[i].reason);
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		struct spool_tx_outcome *o = &b->out[i];
+		switch (o->result) {
+		case SPOOL_TX_ACCEPTED:
+			acked[(*na)++] = b->ev[i].seq;
+			break;
+		case SPOOL_TX_REJECTED:
+			rej[(*nr)++] = (struct spool_reject){b->ev[i].seq, o->status, o->reason};
+			d->log(d->log_ctx, LOG_WARNING, "event %llu rejected for good (%d %s): dead-lettered",
+			       (unsigned long long)b->ev[i].seq, o->status, o->reason);
+			break;
+		case SPOOL_TX_RETRY_AFTER:
+			if (o->retry_after > d->max_retry_after)
+				d->max_retry_after = o->retry_after;
+			b->nkeep++;
+			break;
+		default:
+			b->nkeep++;
+		}
+	}
+}
+
+/* Settles every batch whose requests finished, all in one write
+ * transaction (one synced commit for every answer that came in while the
+ * last one synced: a group commit of the deletes); one where something
+ * stays halts the window (no new batch) and keeps the first whole failure
+ * for plan_retry().  Returns how many were settled, or -1 when the spool
+ * failed (then none is, and their events are sent again: the server
+ * dedups). */
+static int settle_finished(struct drain *d)
+{
+	size_t need = 1;
+	for (struct batch *b = d->batches; b; b = b->next)
+		if (!b->open)
+			need += b->n + b->nbad;
 	if (need > d->settle_cap) {
 		uint64_t *acked = realloc(d->acked, need * sizeof(*acked));
 		if (acked)
@@ -745,66 +787,27 @@ static int settle(struct drain *d, struct batch *b, bool *kept)
 		if (rej)
 			d->rej = rej;
 		if (!acked || !rej)
-			return -ENOMEM;
+			return -1;
 		d->settle_cap = need;
 	}
-	uint64_t *acked = d->acked;
-	struct spool_reject *rej = d->rej;
-	size_t na = 0, nr = 0, nkeep = 0;
-	for (size_t i = 0; i < b->nbad; i++) {
-		rej[nr++] = b->bad[i];
-		d->log(d->log_ctx, LOG_WARNING, "event %llu: %s: dead-lettered", (unsigned long long)b->bad[i].seq,
-		       b->bad[i].reason);
-	}
-	for (size_t i = 0; i < b->n; i++) {
-		struct spool_tx_outcome *o = &b->out[i];
-		switch (o->result) {
-		case SPOOL_TX_ACCEPTED:
-			acked[na++] = b->ev[i].seq;
-			break;
-		case SPOOL_TX_REJECTED:
-			rej[nr++] = (struct spool_reject){b->ev[i].seq, o->status, o->reason};
-			d->log(d->log_ctx, LOG_WARNING, "event %llu rejected for good (%d %s): dead-lettered",
-			       (unsigned long long)b->ev[i].seq, o->status, o->reason);
-			break;
-		case SPOOL_TX_RETRY_AFTER:
-			if (o->retry_after > d->max_retry_after)
-				d->max_retry_after = o->retry_after;
-			nkeep++;
-			break;
-		default:
-			nkeep++;
-		}
-	}
-	int rc = 0;
+	size_t na = 0, nr = 0;
+	for (struct batch *b = d->batches; b; b = b->next)
+		if (!b->open)
+			settle_collect(d, b, &na, &nr);
 	if (na || nr) {
 		uint64_t settled = 0;
-		rc = spool_settle(d->s, acked, na, rej, nr, &settled);
+		int rc = spool_settle(d->s, d->acked, na, d->rej, nr, &settled);
 		if (rc) {
-			/* not deleted: they are sent again (the server dedups) */
 			d->log(d->log_ctx, LOG_ERR, "settling %zu events: %s", na + nr, spool_strerror(rc));
-		} else {
-			d->c.acked += na;
-			d->c.dead += nr;
+			return -1;
 		}
+		d->c.acked += na;
+		d->c.dead += nr;
 	}
-	if (rc)
-		return rc;
 	if (na) {
 		d->last_success = wall_now();
 		d->success_dirty = true;
 	}
-	d->c.retried += nkeep;
-	*kept = nkeep > 0;
-	return 0;
-}
-
-/* Settles every batch whose requests finished; one where something stays
- * halts the window (no new batch) and keeps the first whole failure for
- * plan_retry().  Returns how many were settled, or -1 when the spool
- * failed. */
-static int settle_finished(struct drain *d)
-{
 	int n = 0;
 	for (struct batch **pb = &d->batches; *pb;) {
 		struct batch *b = *pb;
@@ -812,10 +815,8 @@ static int settle_finished(struct drain *d)
 			pb = &b->next;
 			continue;
 		}
-		bool kept = false;
-		if (settle(d, b, &kept))
-			return -1;
-		if (kept || b->failed) {
+		d->c.retried += b->nkeep;
+		if (b->nkeep > 0 || b->failed) {
 			d->halted = true;
 			if (b->failed && !d->failed) {
 				d->failed = true;
@@ -1082,7 +1083,10 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		reset_reads(d);
 		d->next_attempt = now + plan_retry(d);
 		*wait = d->next_attempt - now;
-		return progress ? DRAIN_PROGRESS : DRAIN_BACKOFF;
+		/* BACKOFF even when this step settled something: a caller that
+		 * stops at the first failure (--once) must not go on when the
+		 * jittered wait happens to be 0 */
+		return DRAIN_BACKOFF;
 	}
 	if (d->open == 0 && d->paused) {
 		/* what waited starts again from the head once resumed */
