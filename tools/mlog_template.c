@@ -62,30 +62,6 @@ static bool find_once(const struct spool_buf *b, const char *s, size_t n, size_t
 	return true;
 }
 
-/* The text of time `us`: the date and time of its second from a cache
- * (formatted once per second), the microseconds written here. */
-static void stamp(struct event_template *t, int64_t us, char out[SPOOL_TIMESTAMP_LEN + 1])
-{
-	int64_t sec = us / 1000000, frac = us % 1000000;
-	if (frac < 0) {
-		frac += 1000000;
-		sec--;
-	}
-	if (sec != t->stamp_second || !t->stamp_text[0]) {
-		spool_timestamp_format(sec * 1000000, t->stamp_text);
-		t->stamp_second = sec;
-	}
-	/* "2026-11-24T14:29:21" ".123456Z" */
-	memcpy(out, t->stamp_text, 19);
-	out[19] = '.';
-	for (int i = 25; i >= 20; i--) {
-		out[i] = (char)('0' + frac % 10);
-		frac /= 10;
-	}
-	out[26] = 'Z';
-	out[27] = '\0';
-}
-
 /* Where the part at offset `at` of the sample (the id or the timestamp)
  * lies in an event whose message str, header included, is `msg_bytes`
  * long: before the message it stays; after it, it moves by the change in
@@ -108,7 +84,7 @@ int event_template_encode(struct event_template *t, const char *msg, size_t len,
 	rc = spool_ulid_new(id);
 	if (rc)
 		return rc;
-	stamp(t, now_us, when);
+	spool_timestamp_format(now_us, when);
 	char *ev = out->data + out->len;
 	memcpy(ev, t->sample.data, head);
 	memcpy(ev + head, h, hl);

@@ -25,8 +25,6 @@ struct event_template {
 	size_t msg_end;          /* offset just past the placeholder message */
 	size_t id_at;            /* offset of the 26 characters of the ULID */
 	size_t stamp_at;         /* offset of the 27 characters of the timestamp */
-	int64_t stamp_second;    /* the second whose text stamp_text holds */
-	char stamp_text[SPOOL_TIMESTAMP_LEN + 1];
 };
 
 /* Builds *t for events like ev (ev->message, client_event_id and
