@@ -1,6 +1,7 @@
 /* spawn_util.c — see spawn_util.h. */
 #include <check.h>
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 
 #include <spool/spool.h>
 
+#include "codec/json.h"
 #include "spawn_util.h"
 
 extern char **environ;
@@ -174,4 +176,30 @@ void su_counting_agent(const struct th_dir *d, char *count, size_t len)
 	fclose(f);
 	ck_assert_int_eq(chmod(script, 0700), 0);
 	setenv("MASTER_LOG_AGENT", script, 1);
+}
+
+json_t *su_spool_events(const char *spool)
+{
+	struct spool_options o;
+	spool_options_init(&o);
+	o.durability = SPOOL_SYNC;
+	struct spool *s;
+	char err[512];
+	ck_assert_msg(spool_open(spool, &o, &s, err, sizeof(err)) == 0, "%s", err);
+	struct spool_batch *b;
+	ck_assert_int_eq(spool_read_batch(s, 0, 0, 0, &b), 0);
+	json_t *arr = json_array();
+	const struct spool_record *r = spool_batch_records(b);
+	for (size_t i = 0; i < spool_batch_count(b); i++) {
+		struct spool_buf out = {0};
+		ck_assert_int_eq(spool_event_to_json(r[i].data, r[i].len, NULL, &out), 0);
+		json_error_t je;
+		json_t *j = json_loadb(out.data, out.len, 0, &je);
+		ck_assert_msg(j != NULL, "%s", je.text);
+		json_array_append_new(arr, j);
+		spool_buf_free(&out);
+	}
+	spool_batch_release(b);
+	spool_close(s);
+	return arr;
 }

@@ -1,10 +1,12 @@
 /* spawn_util.h — helpers of the tests of the agent the client library
- * starts (test_spawn.c, test_tls.c): the mlog-logprog program as a real
- * process, the receiver's output, the spool's agent lock.  Helpers
+ * starts (test_spawn.c, test_tls.c) and of the other client tests: the
+ * mlog-logprog program as a real process, the receiver's output, the
+ * spool's agent lock and its pending events.  Helpers
  * ck_assert on failure; call them from the Check test process only. */
 #ifndef CLIENT_TEST_SPAWN_UTIL_H
 #define CLIENT_TEST_SPAWN_UTIL_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -54,5 +56,9 @@ void su_stop_agent(const char *spool);
 void su_counting_agent(const struct th_dir *d, char *count, size_t len);
 /* Lines in a file (0 when it is missing). */
 int su_lines(const char *path);
+
+/* Every pending event of the spool as JSON objects, in order (a JSON array
+ * the caller decrefs). */
+json_t *su_spool_events(const char *spool);
 
 #endif

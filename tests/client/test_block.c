@@ -44,27 +44,13 @@ static void teardown(void)
 /* The metadata of every pending event, in order (a JSON array). */
 static json_t *spooled_metadata(void)
 {
-	struct spool_options o;
-	spool_options_init(&o);
-	o.durability = SPOOL_SYNC;
-	struct spool *s;
-	char err[512];
-	ck_assert_msg(spool_open(dir.spool, &o, &s, err, sizeof(err)) == 0, "%s", err);
-	struct spool_batch *b;
-	ck_assert_int_eq(spool_read_batch(s, 0, 0, 0, &b), 0);
+	json_t *events = su_spool_events(dir.spool);
 	json_t *arr = json_array();
-	const struct spool_record *r = spool_batch_records(b);
-	for (size_t i = 0; i < spool_batch_count(b); i++) {
-		struct spool_buf out = {0};
-		ck_assert_int_eq(spool_event_to_json(r[i].data, r[i].len, NULL, &out), 0);
-		json_t *j = json_loadb(out.data, out.len, 0, NULL);
-		ck_assert_ptr_nonnull(j);
-		json_array_append(arr, json_object_get(j, "metadata"));
-		json_decref(j);
-		spool_buf_free(&out);
-	}
-	spool_batch_release(b);
-	spool_close(s);
+	size_t i;
+	json_t *ev;
+	json_array_foreach(events, i, ev)
+		json_array_append(arr, json_object_get(ev, "metadata"));
+	json_decref(events);
 	return arr;
 }
 

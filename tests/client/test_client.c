@@ -45,37 +45,9 @@ static void teardown(void)
 	th_dir_remove(&dir);
 }
 
-/* Every pending event of the spool as JSON objects, in order (a JSON array
- * the caller decrefs). */
-static json_t *spool_events(const char *spool)
-{
-	struct spool_options o;
-	spool_options_init(&o);
-	o.durability = SPOOL_SYNC;
-	struct spool *s;
-	char err[512];
-	ck_assert_msg(spool_open(spool, &o, &s, err, sizeof(err)) == 0, "%s", err);
-	struct spool_batch *b;
-	ck_assert_int_eq(spool_read_batch(s, 0, 0, 0, &b), 0);
-	json_t *arr = json_array();
-	const struct spool_record *r = spool_batch_records(b);
-	for (size_t i = 0; i < spool_batch_count(b); i++) {
-		struct spool_buf out = {0};
-		ck_assert_int_eq(spool_event_to_json(r[i].data, r[i].len, NULL, &out), 0);
-		json_error_t je;
-		json_t *j = json_loadb(out.data, out.len, 0, &je);
-		ck_assert_msg(j != NULL, "%s", je.text);
-		json_array_append_new(arr, j);
-		spool_buf_free(&out);
-	}
-	spool_batch_release(b);
-	spool_close(s);
-	return arr;
-}
-
 static size_t spool_pending(const char *spool)
 {
-	json_t *a = spool_events(spool);
+	json_t *a = su_spool_events(spool);
 	size_t n = json_array_size(a);
 	json_decref(a);
 	return n;
@@ -145,7 +117,7 @@ START_TEST(test_fields_reach_the_spool)
 	ck_assert_int_eq(r.status_code, 0);
 	ck_assert_uint_eq(strlen(r.event_id), 26);
 
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	ck_assert_uint_eq(json_array_size(a), 1);
 	json_t *e = json_array_get(a, 0);
 	ck_assert_str_eq(jstr(e, "message"), "glint crossed frame 7 of M13");
@@ -198,7 +170,7 @@ START_TEST(test_severity_helpers_and_printf)
 	big[sizeof(big) - 1] = '\0';
 	ck_assert(mlog_ex(NULL, "%s!", big).ok);
 	ck_assert(mlog_ex(&(struct mlog_opts){.severity = MLOG_ERROR}, "100%% done").ok);
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	static const char *const want[][2] = {
 	    {"Captured frame 42 for M31", "info"},
 	    {"d", "debug"},
@@ -477,7 +449,7 @@ START_TEST(test_sync_server_down_falls_back_to_spool)
 	ck_assert_msg(r.ok && r.queued && r.accepted, "%s", r.error);
 	ck_assert_int_eq(r.status_code, 0);
 	ck_assert_msg(strstr(r.error, "spooled") != NULL, "%s", r.error);
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	ck_assert_uint_eq(json_array_size(a), 1);
 	ck_assert_str_eq(jstr(json_array_get(a, 0), "message"), "server down");
 	ck_assert_str_eq(jstr(json_array_get(a, 0), "client_event_id"), r.event_id);
@@ -672,7 +644,7 @@ START_TEST(test_ids_unique_across_threads_and_processes)
 		ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	}
 	mlog_shutdown();
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	ck_assert_uint_eq(json_array_size(a), 1200);
 	json_t *seen = json_object();
 	for (size_t i = 0; i < json_array_size(a); i++) {
@@ -707,7 +679,7 @@ START_TEST(test_fork_child_reopens)
 	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 	ck_assert(mlog("parent after").ok);
 	mlog_shutdown();
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	ck_assert_uint_eq(json_array_size(a), 3);
 	int child = 0;
 	for (size_t i = 0; i < 3; i++) {
@@ -746,7 +718,7 @@ START_TEST(test_client_objects_are_independent)
 	mlog_client_free(b);
 	mlog_client_free(NULL);
 	ck_assert_uint_eq(spool_pending(dir.spool), 4);
-	json_t *e = spool_events(other.spool);
+	json_t *e = su_spool_events(other.spool);
 	ck_assert_uint_eq(json_array_size(e), 2);
 	ck_assert_str_eq(jstr(json_array_get(e, 0), "severity"), "error");
 	ck_assert_str_eq(jstr(json_array_get(e, 1), "title"), "t");
@@ -755,23 +727,31 @@ START_TEST(test_client_objects_are_independent)
 }
 END_TEST
 
-/* metadata.c_client.fqdn: once the resolver has it, events carry it. */
-START_TEST(test_fqdn_when_it_resolves)
+/* The fqdn the library should find: the canonical name of gethostname()
+ * as getaddrinfo() gives it, into want; false ("" in want) when the host
+ * name does not resolve here. */
+static bool expected_fqdn(char *want, size_t len)
 {
 	char host[256];
 	gethostname(host, sizeof(host));
 	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME}, *res = NULL;
 	bool resolves = getaddrinfo(host, NULL, &hints, &res) == 0 && res && res->ai_canonname;
-	char want[256] = "";
-	if (resolves)
-		snprintf(want, sizeof(want), "%s", res->ai_canonname);
+	snprintf(want, len, "%s", resolves ? res->ai_canonname : "");
 	if (res)
 		freeaddrinfo(res);
+	return resolves;
+}
+
+/* metadata.c_client.fqdn: once the resolver has it, events carry it. */
+START_TEST(test_fqdn_when_it_resolves)
+{
+	char want[256];
+	bool resolves = expected_fqdn(want, sizeof(want));
 	bool got = false;
 	double end = th_now() + 10;
 	for (int i = 0; !got && th_now() < end; i++) {
 		ck_assert(mlog("fqdn %d", i).ok);
-		json_t *a = spool_events(dir.spool);
+		json_t *a = su_spool_events(dir.spool);
 		const char *f = jstr(cclient(json_array_get(a, json_array_size(a) - 1)), "fqdn");
 		if (f) {
 			ck_assert_str_eq(f, want);
@@ -858,7 +838,7 @@ START_TEST(test_mlog_command_sync_and_metadata_json)
 	    run_mlog("--metadata-json '{\"fwhm\": 3.4, \"ok\": true}' -m site=LP spooled words",
 	             out, sizeof(out)),
 	    0);
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	ck_assert_uint_eq(json_array_size(a), 1);
 	json_t *m = json_object_get(json_array_get(a, 0), "metadata");
 	ck_assert_str_eq(jstr(json_array_get(a, 0), "message"), "spooled words");
@@ -988,20 +968,13 @@ END_TEST
  * has only that one. */
 START_TEST(test_one_shot_mlog_has_the_fqdn)
 {
-	char host[256];
-	gethostname(host, sizeof(host));
-	struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_flags = AI_CANONNAME}, *res = NULL;
-	bool resolves = getaddrinfo(host, NULL, &hints, &res) == 0 && res && res->ai_canonname;
-	char want[256] = "";
-	if (resolves)
-		snprintf(want, sizeof(want), "%s", res->ai_canonname);
-	if (res)
-		freeaddrinfo(res);
+	char want[256];
+	bool resolves = expected_fqdn(want, sizeof(want));
 	for (int i = 0; i < 3; i++) {
 		char out[4096], args[64];
 		snprintf(args, sizeof(args), "one-shot-%d", i);
 		ck_assert_int_eq(run_mlog(args, out, sizeof(out)), 0);
-		json_t *a = spool_events(dir.spool);
+		json_t *a = su_spool_events(dir.spool);
 		ck_assert_uint_eq(json_array_size(a), (size_t)i + 1);
 		const char *f = jstr(cclient(json_array_get(a, (size_t)i)), "fqdn");
 		if (resolves)
@@ -1011,7 +984,7 @@ START_TEST(test_one_shot_mlog_has_the_fqdn)
 	}
 	/* and the first event of a library client */
 	ck_assert(mlog("first of this process").ok);
-	json_t *a = spool_events(dir.spool);
+	json_t *a = su_spool_events(dir.spool);
 	const char *f = jstr(cclient(json_array_get(a, 3)), "fqdn");
 	if (resolves)
 		ck_assert_msg(f && strcmp(f, want) == 0, "first event: fqdn %s", f ? f : "(none)");
