@@ -292,15 +292,22 @@ static void count_set_aside(const char *dir, unsigned *bad_rings, unsigned *unfi
 	}
 }
 
+/* The spool's figures into *st; on failure says so on stderr and returns
+ * non-zero. */
+static int read_stats(struct spool *s, struct spool_stats *st)
+{
+	int rc = spool_stats(s, st);
+	if (rc)
+		fprintf(stderr, "spoolctl: %s: cannot read the figures: %s\n", spool_dir(s),
+		        spool_strerror(rc));
+	return rc;
+}
+
 static int cmd_status(struct spool *s, bool json)
 {
 	struct spool_stats st;
-	int rc = spool_stats(s, &st);
-	if (rc) {
-		fprintf(stderr, "spoolctl: %s: cannot read the figures: %s\n", spool_dir(s),
-		        spool_strerror(rc));
+	if (read_stats(s, &st) != 0)
 		return 1;
-	}
 	long pid = 0;
 	int running = spool_agent_running(s, &pid);
 	char success[64], error[1024], spe_text[64];
@@ -423,12 +430,8 @@ static int cmd_status(struct spool *s, bool json)
 static int cmd_status_prometheus(struct spool *s)
 {
 	struct spool_stats st;
-	int rc = spool_stats(s, &st);
-	if (rc) {
-		fprintf(stderr, "spoolctl: %s: cannot read the figures: %s\n", spool_dir(s),
-		        spool_strerror(rc));
+	if (read_stats(s, &st) != 0)
 		return 1;
-	}
 	if (prom_write(stdout, &st, NULL) != 0) {
 		fprintf(stderr, "spoolctl: status: cannot write: %s\n", strerror(errno));
 		return 1;
