@@ -21,7 +21,9 @@ RECEIVER = os.environ["MLOG_RECEIVER"]
 AGENT = os.environ["SPOOL_AGENT"]
 SPOOLCTL = os.environ["SPOOLCTL"]
 LIBMLOG = os.environ["MASTER_LOG_LIBMLOG"]
-SEED = SOURCE.parent / "shared" / "seeds" / "master-log-client-0.1.0-PKG-INFO.txt"
+# the seed package's metadata, README included (a copy of
+# ../shared/seeds/, which run.py compares it with when present)
+SEED = SOURCE / "tests" / "python" / "seed" / "master-log-client-0.1.0-PKG-INFO.txt"
 
 
 def clean_env(**extra):

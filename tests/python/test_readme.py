@@ -1,5 +1,5 @@
 """Every code block of the original master-log-client README
-(../shared/seeds/), extracted at test time and run as written, against the
+(a copy in tests/python/seed/ of ../shared/seeds/), extracted at test time and run as written, against the
 real mlog-receiver on 127.0.0.1:8000 (the endpoint the blocks name; run.py
 puts this file in a private network namespace) with the API key it checks,
 and the real spool-agent the library starts.
