@@ -2,6 +2,7 @@
  * delete on acknowledgement, and the policy for every answer a transport
  * classifies. */
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,34 @@ struct batch {
 	size_t nkeep;		    /* settle_collect(): events that stay */
 };
 
+/* The deletes and dead-letterings of answered batches, committed by a
+ * thread of their own while the drain goes on reading, encoding and
+ * sending: one synced commit takes the disk's flush time, and the next
+ * requests need not wait for it.  The lists (and the batches their
+ * reasons point into) belong to the main thread while `busy` is false,
+ * to the settler while it is true. */
+struct settle_job {
+	uint64_t *acked;
+	size_t na, acap;
+	struct spool_reject *rej;
+	size_t nr, rcap;
+	struct batch *batches; /* whose outcomes these are: freed once committed */
+};
+
+struct settler {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;    /* to the thread: a job, or quit */
+	pthread_cond_t done;  /* to the main thread: busy went false */
+	bool started;	      /* the thread runs; else settle in the caller */
+	bool tried;	      /* settler_start() was called */
+	bool busy;	      /* job is the settler's */
+	bool quit;
+	int rc;		      /* the last commit's result */
+	struct spool *s;
+	struct settle_job job; /* handed over, being committed */
+};
+
 /* One request: a range of a batch's events on one link. */
 struct req {
 	struct spool_tx_request r;
@@ -72,9 +101,8 @@ struct drain {
 	struct batch *batches;	 /* read and not yet settled */
 	struct batch *spare;	 /* settled, kept with their buffers for the next reads */
 	size_t nspare;
-	uint64_t *acked;	 /* settle_finished()'s lists */
-	struct spool_reject *rej;
-	size_t settle_cap;
+	struct settle_job pend;	 /* answered, to hand to the settler when it is free */
+	struct settler st;
 	struct req *waiting;	 /* ranges to start (splits, isolation, fall-back), in order */
 	struct req *waiting_tail;
 	size_t open;		 /* requests started and not finished */
@@ -257,10 +285,17 @@ static void drop_waiting(struct drain *d)
 	d->waiting_tail = NULL;
 }
 
+static int settle_all(struct drain *d);
+static void settler_stop(struct settler *t);
+static void job_free(struct settle_job *j);
+
 void drain_destroy(struct drain *d)
 {
 	if (!d)
 		return;
+	/* what was answered is deleted before the figures go out */
+	settle_all(d);
+	settler_stop(&d->st);
 	drain_publish(d);
 	drop_waiting(d);
 	/* requests still open belong to transports the caller destroys; their
@@ -275,8 +310,8 @@ void drain_destroy(struct drain *d)
 		d->spare = b->next;
 		batch_free(b);
 	}
-	free(d->acked);
-	free(d->rej);
+	job_free(&d->pend);
+	job_free(&d->st.job);
 	free(d);
 }
 
@@ -732,15 +767,239 @@ static size_t collect(struct drain *d, double timeout)
 
 /* ---- settling ---- */
 
-/* Adds batch b's outcomes to the settle lists (d->acked from *na, d->rej
- * from *nr, room made by the caller); b->nkeep gets how many stay. */
-static void settle_collect(struct drain *d, struct batch *b, size_t *na, size_t *nr)
+static bool job_empty(const struct settle_job *j)
 {
-	uint64_t *acked = d->acked;
-	struct spool_reject *rej = d->rej;
+	return !j->na && !j->nr && !j->batches;
+}
+
+/* Room in j for na more acknowledgements and nr more rejections.  0 or
+ * -ENOMEM. */
+static int job_reserve(struct settle_job *j, size_t na, size_t nr)
+{
+	if (j->na + na > j->acap) {
+		size_t cap = j->acap ? j->acap : 1024;
+		while (cap < j->na + na)
+			cap *= 2;
+		uint64_t *a = realloc(j->acked, cap * sizeof(*a));
+		if (!a)
+			return -ENOMEM;
+		j->acked = a;
+		j->acap = cap;
+	}
+	if (j->nr + nr > j->rcap) {
+		size_t cap = j->rcap ? j->rcap : 64;
+		while (cap < j->nr + nr)
+			cap *= 2;
+		struct spool_reject *r = realloc(j->rej, cap * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		j->rej = r;
+		j->rcap = cap;
+	}
+	return 0;
+}
+
+/* Moves everything of src to the end of dst (src keeps its buffers).  0
+ * or -ENOMEM (then nothing moved). */
+static int job_append(struct settle_job *dst, struct settle_job *src)
+{
+	if (job_reserve(dst, src->na, src->nr))
+		return -ENOMEM;
+	if (src->na)
+		memcpy(dst->acked + dst->na, src->acked, src->na * sizeof(*src->acked));
+	if (src->nr)
+		memcpy(dst->rej + dst->nr, src->rej, src->nr * sizeof(*src->rej));
+	dst->na += src->na;
+	dst->nr += src->nr;
+	struct batch **tail = &dst->batches;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = src->batches;
+	src->batches = NULL;
+	src->na = src->nr = 0;
+	return 0;
+}
+
+static void job_free(struct settle_job *j)
+{
+	while (j->batches) {
+		struct batch *b = j->batches;
+		j->batches = b->next;
+		batch_free(b);
+	}
+	free(j->acked);
+	free(j->rej);
+	*j = (struct settle_job){0};
+}
+
+static void *settler_main(void *arg)
+{
+	struct settler *t = arg;
+	pthread_mutex_lock(&t->mu);
+	for (;;) {
+		while (!t->busy && !t->quit)
+			pthread_cond_wait(&t->cv, &t->mu);
+		if (!t->busy)
+			break;
+		pthread_mutex_unlock(&t->mu);
+		uint64_t settled = 0;
+		int rc = spool_settle(t->s, t->job.acked, t->job.na, t->job.rej, t->job.nr, &settled);
+		pthread_mutex_lock(&t->mu);
+		t->rc = rc;
+		t->busy = false;
+		pthread_cond_broadcast(&t->done);
+	}
+	pthread_mutex_unlock(&t->mu);
+	return NULL;
+}
+
+/* Starts the settler thread once; without it (no thread could be made)
+ * every commit runs in the caller, as settle_kick() does then. */
+static void settler_start(struct drain *d)
+{
+	struct settler *t = &d->st;
+	t->s = d->s;
+	if (pthread_mutex_init(&t->mu, NULL) != 0)
+		return;
+	if (pthread_cond_init(&t->cv, NULL) != 0) {
+		pthread_mutex_destroy(&t->mu);
+		return;
+	}
+	if (pthread_cond_init(&t->done, NULL) != 0) {
+		pthread_cond_destroy(&t->cv);
+		pthread_mutex_destroy(&t->mu);
+		return;
+	}
+	int rc = pthread_create(&t->th, NULL, settler_main, t);
+	if (rc) {
+		d->log(d->log_ctx, LOG_WARNING, "cannot start the settling thread (%s): settling in the drain loop",
+		       strerror(rc));
+		pthread_cond_destroy(&t->done);
+		pthread_cond_destroy(&t->cv);
+		pthread_mutex_destroy(&t->mu);
+		return;
+	}
+	t->started = true;
+}
+
+static void settler_stop(struct settler *t)
+{
+	if (!t->started)
+		return;
+	pthread_mutex_lock(&t->mu);
+	t->quit = true;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	pthread_join(t->th, NULL);
+	pthread_cond_destroy(&t->done);
+	pthread_cond_destroy(&t->cv);
+	pthread_mutex_destroy(&t->mu);
+	t->started = false;
+}
+
+static bool settler_busy(struct settler *t)
+{
+	if (!t->started)
+		return false;
+	pthread_mutex_lock(&t->mu);
+	bool busy = t->busy;
+	pthread_mutex_unlock(&t->mu);
+	return busy;
+}
+
+/* Waits until the settler has committed what it holds. */
+static void settler_wait(struct settler *t)
+{
+	if (!t->started)
+		return;
+	pthread_mutex_lock(&t->mu);
+	while (t->busy)
+		pthread_cond_wait(&t->done, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Takes a commit that finished: its counts go to the figures and its
+ * batches back to the spare list.  A failed one goes back in front of
+ * what waits for the next try (its events stay in the spool until then,
+ * and are sent again if the agent stops first: the server dedups).
+ * 0, or -1 when the commit failed. */
+static int settle_reap(struct drain *d)
+{
+	struct settler *t = &d->st;
+	struct settle_job *j = &t->job;
+	if (settler_busy(t) || job_empty(j))
+		return 0;
+	if (t->rc) {
+		d->log(d->log_ctx, LOG_ERR, "settling %zu events: %s", j->na + j->nr, spool_strerror(t->rc));
+		/* the failed job first: swap it into pend, then what pend had after it */
+		struct settle_job later = d->pend;
+		d->pend = *j;
+		*j = later;
+		if (job_append(&d->pend, j) == 0) {
+			t->rc = 0;
+			return -1;
+		}
+		/* no memory to join them: as they were, failed still, for the
+		 * next call */
+		later = d->pend;
+		d->pend = *j;
+		*j = later;
+		return -1;
+	}
+	d->c.acked += j->na;
+	d->c.dead += j->nr;
+	if (j->na) {
+		d->last_success = wall_now();
+		d->success_dirty = true;
+	}
+	while (j->batches) {
+		struct batch *b = j->batches;
+		j->batches = b->next;
+		batch_put(d, b);
+	}
+	j->na = j->nr = 0;
+	return 0;
+}
+
+/* Hands what waits to the settler when it is free (in the caller when
+ * there is no thread).  0, or -1 when a commit made here failed. */
+static int settle_kick(struct drain *d)
+{
+	struct settler *t = &d->st;
+	if (job_empty(&d->pend))
+		return 0;
+	if (settle_reap(d) < 0)
+		return -1;
+	if (settler_busy(t) || !job_empty(&t->job))
+		return 0; /* answers gather for the next commit: a group commit */
+	if (!t->tried) {
+		t->tried = true;
+		settler_start(d);
+	}
+	struct settle_job j = t->job;
+	t->job = d->pend;
+	d->pend = j;
+	if (!t->started) {
+		uint64_t settled = 0;
+		t->rc = spool_settle(d->s, t->job.acked, t->job.na, t->job.rej, t->job.nr, &settled);
+		return settle_reap(d);
+	}
+	pthread_mutex_lock(&t->mu);
+	t->busy = true;
+	t->rc = 0;
+	pthread_cond_signal(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+	return 0;
+}
+
+/* Adds batch b's outcomes to d->pend (room made by the caller); b->nkeep
+ * gets how many stay. */
+static void settle_collect(struct drain *d, struct batch *b)
+{
+	struct settle_job *j = &d->pend;
 	b->nkeep = 0;
 	for (size_t i = 0; i < b->nbad; i++) {
-		rej[(*nr)++] = b->bad[i];
+		j->rej[j->nr++] = b->bad[i];
 		d->log(d->log_ctx, LOG_WARNING, "event %llu: %s: dead-lettered", (unsigned long long)b->bad[i].seq,
 		       b->bad[i].reason);
 	}
@@ -748,10 +1007,10 @@ static void settle_collect(struct drain *d, struct batch *b, size_t *na, size_t 
 		struct spool_tx_outcome *o = &b->out[i];
 		switch (o->result) {
 		case SPOOL_TX_ACCEPTED:
-			acked[(*na)++] = b->ev[i].seq;
+			j->acked[j->na++] = b->ev[i].seq;
 			break;
 		case SPOOL_TX_REJECTED:
-			rej[(*nr)++] = (struct spool_reject){b->ev[i].seq, o->status, o->reason};
+			j->rej[j->nr++] = (struct spool_reject){b->ev[i].seq, o->status, o->reason};
 			d->log(d->log_ctx, LOG_WARNING, "event %llu rejected for good (%d %s): dead-lettered",
 			       (unsigned long long)b->ev[i].seq, o->status, o->reason);
 			break;
@@ -766,47 +1025,27 @@ static void settle_collect(struct drain *d, struct batch *b, size_t *na, size_t 
 	}
 }
 
-/* Settles every batch whose requests finished, all in one write
- * transaction (one synced commit for every answer that came in while the
- * last one synced: a group commit of the deletes); one where something
- * stays halts the window (no new batch) and keeps the first whole failure
- * for plan_retry().  Returns how many were settled, or -1 when the spool
- * failed (then none is, and their events are sent again: the server
- * dedups). */
+/* Takes the outcomes of every batch whose requests finished and hands
+ * them to the settler, which deletes and dead-letters them in one synced
+ * commit (all that came in while the last one synced: a group commit of
+ * the deletes) while the drain goes on.  A batch where something stays
+ * halts the window (no new batch) and keeps the first whole failure for
+ * plan_retry().  Returns how many batches were taken, or -1 when the
+ * spool failed (then their events wait for the next try, and are sent
+ * again if the agent stops first: the server dedups). */
 static int settle_finished(struct drain *d)
 {
-	size_t need = 1;
-	for (struct batch *b = d->batches; b; b = b->next)
-		if (!b->open)
-			need += b->n + b->nbad;
-	if (need > d->settle_cap) {
-		uint64_t *acked = realloc(d->acked, need * sizeof(*acked));
-		if (acked)
-			d->acked = acked;
-		struct spool_reject *rej = realloc(d->rej, need * sizeof(*rej));
-		if (rej)
-			d->rej = rej;
-		if (!acked || !rej)
-			return -1;
-		d->settle_cap = need;
-	}
+	if (settle_reap(d) < 0)
+		return -1;
 	size_t na = 0, nr = 0;
 	for (struct batch *b = d->batches; b; b = b->next)
-		if (!b->open)
-			settle_collect(d, b, &na, &nr);
-	if (na || nr) {
-		uint64_t settled = 0;
-		int rc = spool_settle(d->s, d->acked, na, d->rej, nr, &settled);
-		if (rc) {
-			d->log(d->log_ctx, LOG_ERR, "settling %zu events: %s", na + nr, spool_strerror(rc));
-			return -1;
+		if (!b->open) {
+			na += b->n;
+			nr += b->n + b->nbad;
 		}
-		d->c.acked += na;
-		d->c.dead += nr;
-	}
-	if (na) {
-		d->last_success = wall_now();
-		d->success_dirty = true;
+	if (job_reserve(&d->pend, na, nr)) {
+		d->log(d->log_ctx, LOG_ERR, "out of memory settling %zu events", na);
+		return -1;
 	}
 	int n = 0;
 	for (struct batch **pb = &d->batches; *pb;) {
@@ -815,6 +1054,7 @@ static int settle_finished(struct drain *d)
 			pb = &b->next;
 			continue;
 		}
+		settle_collect(d, b);
 		d->c.retried += b->nkeep;
 		if (b->nkeep > 0 || b->failed) {
 			d->halted = true;
@@ -824,8 +1064,26 @@ static int settle_finished(struct drain *d)
 			}
 		}
 		*pb = b->next;
-		batch_put(d, b);
+		b->next = d->pend.batches;
+		d->pend.batches = b;
 		n++;
+	}
+	if (settle_kick(d) < 0)
+		return -1;
+	return n;
+}
+
+/* settle_finished(), then waits until everything taken is committed: for
+ * when the window is empty, before a read from the head (which must not
+ * find events whose deletes are still on their way) and before stopping.
+ * Returns what settle_finished() did, or -1 on a failed commit. */
+static int settle_all(struct drain *d)
+{
+	int n = settle_finished(d);
+	while (n >= 0 && (!job_empty(&d->pend) || !job_empty(&d->st.job))) {
+		settler_wait(&d->st);
+		if (settle_reap(d) < 0 || settle_kick(d) < 0)
+			return -1;
 	}
 	return n;
 }
@@ -1059,6 +1317,17 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		if (d->waiting || d->halted || stop_now(d) || d->open >= window(d) || reads >= window(d) ||
 		    now < d->next_attempt || pace_left(d, now) > 0)
 			break;
+		/* answers that wait for the settler hold new reads back until
+		 * their commit starts: so at most a commit's and a window's worth
+		 * of acknowledged events are not yet deleted at any moment (what
+		 * a crash then sends again), and memory stays bounded */
+		if (!job_empty(&d->pend)) {
+			settler_wait(&d->st);
+			if (settle_reap(d) < 0 || settle_kick(d) < 0) {
+				*wait = 1;
+				return DRAIN_ERROR;
+			}
+		}
 		int r = read_next(d);
 		if (r < 0) {
 			*wait = 1;
@@ -1075,7 +1344,7 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		/* everything out came back and something stays: the next try
 		 * starts from the head, after the backoff */
 		drop_waiting(d);
-		if (settle_finished(d) < 0) {
+		if (settle_all(d) < 0) {
 			*wait = 1;
 			return DRAIN_ERROR;
 		}
@@ -1091,7 +1360,7 @@ enum drain_result drain_step(struct drain *d, double *wait)
 	if (d->open == 0 && d->paused) {
 		/* what waited starts again from the head once resumed */
 		drop_waiting(d);
-		if (settle_finished(d) < 0) {
+		if (settle_all(d) < 0) {
 			*wait = 1;
 			return DRAIN_ERROR;
 		}
@@ -1101,6 +1370,14 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		return progress ? DRAIN_PROGRESS : DRAIN_IDLE;
 	}
 	if (d->open == 0 && !d->waiting) {
+		/* the next read starts from the head: the deletes of what was
+		 * answered are committed first */
+		int n = settle_all(d);
+		if (n < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
+		}
+		progress |= n > 0;
 		reset_reads(d);
 		if (progress) {
 			backoff_reset(&d->bo);
@@ -1146,7 +1423,7 @@ size_t drain_finish(struct drain *d, double timeout)
 		if (settle_finished(d) < 0)
 			break;
 	}
-	settle_finished(d);
+	settle_all(d);
 	if (d->halted && d->open == 0) {
 		d->halted = false;
 		reset_reads(d);

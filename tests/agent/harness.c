@@ -445,6 +445,21 @@ pid_t th_agent_start(const struct th_dir *d, ...)
 	return spawn(argv, "/dev/null", d->log);
 }
 
+pid_t th_agent_start_under(const struct th_dir *d, const char *const *wrapper, ...)
+{
+	const char *argv[64];
+	size_t n = 0;
+	while (wrapper[n] && n < 30) {
+		argv[n] = wrapper[n];
+		n++;
+	}
+	va_list ap;
+	va_start(ap, wrapper);
+	agent_argv(d, argv + n, ap);
+	va_end(ap);
+	return spawn(argv, "/dev/null", d->log);
+}
+
 int th_agent_stop(pid_t pid, int sig, double timeout)
 {
 	kill(pid, sig);

@@ -63,6 +63,9 @@ void th_config(const struct th_dir *d, const char *endpoint, const char *extra);
 int th_agent_run(const struct th_dir *d, double timeout, ...);
 /* Starts spool-agent in the background. */
 pid_t th_agent_start(const struct th_dir *d, ...);
+/* The same under a wrapper: wrapper[] (NULL-terminated, e.g. strace and
+ * its options) runs spool-agent -c d->config and the extra args. */
+pid_t th_agent_start_under(const struct th_dir *d, const char *const *wrapper, ...);
 /* Sends sig and waits; returns the exit status (or -signal). */
 int th_agent_stop(pid_t pid, int sig, double timeout);
 /* true when the file contains the text. */

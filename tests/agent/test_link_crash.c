@@ -35,7 +35,8 @@ static bool stat_within(void *arg)
  * agent drains the rest: every event is stored exactly once, none is dead. */
 START_TEST(sigkill_with_four_requests_open_loses_nothing)
 {
-	enum { N = 4000, ROUNDS = 30, WINDOW = 4, LATENCY_MS = 200 };
+	/* a backlog that outlasts 30 rounds on a loaded machine too */
+	enum { N = 8000, ROUNDS = 30, WINDOW = 4, LATENCY_MS = 200 };
 	struct th_dir d;
 	struct th_rx rx;
 	th_dir_make(&d, "killopen");

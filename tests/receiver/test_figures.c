@@ -1,8 +1,8 @@
 /* test_figures.c - the figures a link test reads from GET /stats:
  * requests_open and requests_open_most (API requests between their headers
  * and their answer, --latency-ms included), request_bytes (what the API
- * requests put on the wire: request line, headers, body as sent) and
- * uptime_ms. */
+ * requests put on the wire: request line, headers, body as sent),
+ * uptime_ms and last_accepted_ms. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <netinet/in.h>
@@ -242,6 +242,37 @@ START_TEST(uptime_ms_is_an_integer_that_grows)
 }
 END_TEST
 
+/* last_accepted_ms: -1 before any event is stored, then the uptime_ms of
+ * the last one stored as new; a duplicate does not move it. */
+START_TEST(last_accepted_ms_marks_the_last_new_event)
+{
+	struct rx rx;
+	struct resp r;
+	rx_start(&rx, NULL);
+	ck_assert_int_eq(stat_of(&rx, "last_accepted_ms"), -1);
+	usleep(150000);
+	json_t *ev = test_event(300, "last");
+	char *text = test_dump(ev);
+	json_decref(ev);
+	long long before = stat_of(&rx, "uptime_ms");
+	rx_post(&rx, SINGLE, text, &r);
+	ck_assert_int_eq(r.status, 201);
+	resp_free(&r);
+	long long after = stat_of(&rx, "uptime_ms");
+	long long at = stat_of(&rx, "last_accepted_ms");
+	ck_assert_int_ge(at, before);
+	ck_assert_int_le(at, after);
+	usleep(150000);
+	/* the same event again: a duplicate, not a new one */
+	rx_post(&rx, SINGLE, text, &r);
+	resp_free(&r);
+	free(text);
+	ck_assert_int_eq(stat_of(&rx, "duplicates"), 1);
+	ck_assert_int_eq(stat_of(&rx, "last_accepted_ms"), at);
+	ck_assert_int_eq(rx_stop(&rx), 0);
+}
+END_TEST
+
 TCase *figures_tcase(void)
 {
 	TCase *tc = tcase_create("figures");
@@ -250,5 +281,6 @@ TCase *figures_tcase(void)
 	tcase_add_test(tc, requests_open_counts_the_latency_wait);
 	tcase_add_test(tc, requests_open_most_is_one_for_requests_in_turn);
 	tcase_add_test(tc, uptime_ms_is_an_integer_that_grows);
+	tcase_add_test(tc, last_accepted_ms_marks_the_last_new_event);
 	return tc;
 }

@@ -1,6 +1,7 @@
 /* main.c - mlog-receiver: start-up, the listening socket, signals. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -126,6 +127,13 @@ int main(int argc, char **argv)
 	/* The ready line's word after the port; none for plain HTTP, so the
 	 * line stays "port N" as before TLS existed. */
 	const char *scheme = tls.cert ? " https" : "";
+
+	/* Request bodies, their inflated copies and the lines kept are a few
+	 * MB each, made and freed per request: glibc would map and unmap
+	 * each (and fault its pages in again) above its mmap threshold.
+	 * Keep freed memory in the heap for the next request instead. */
+	mallopt(M_MMAP_THRESHOLD, 64 << 20);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 
 	/* Every thread inherits this mask; only sigwait() below sees the
 	 * stop signals. */

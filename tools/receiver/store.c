@@ -30,6 +30,7 @@ struct store {
 	char last_user_agent[256];
 	char last_idempotency_key[128];
 	struct timespec started;
+	struct timespec last_accepted; /* when an event was last stored new; 0: never */
 };
 
 static uint64_t rng_next(uint64_t *state)
@@ -156,6 +157,7 @@ int store_commit(struct store *s, struct store_event *ev, size_t n,
 	size_t run_len = 0;
 
 	pthread_mutex_lock(&s->lock);
+	uint64_t accepted_before = s->counts.accepted;
 	for (size_t i = 0; i < n; i++) {
 		struct store_event *e = &ev[i];
 		if (e->status != 0)
@@ -204,6 +206,8 @@ int store_commit(struct store *s, struct store_event *ev, size_t n,
 			dedup_forget(s->dedup, ev[i].key);
 			s->counts.accepted--;
 		}
+	} else if (s->counts.accepted != accepted_before) {
+		clock_gettime(CLOCK_MONOTONIC, &s->last_accepted);
 	}
 	pthread_mutex_unlock(&s->lock);
 	return rc;
@@ -311,6 +315,7 @@ char *store_stats_json(struct store *s)
 	c.request_bytes = atomic_load_explicit(&s->request_bytes,
 					       memory_order_relaxed);
 	unique = dedup_count(s->dedup);
+	struct timespec last = s->last_accepted;
 	memcpy(ua, s->last_user_agent, sizeof(ua));
 	memcpy(ik, s->last_idempotency_key, sizeof(ik));
 	pthread_mutex_unlock(&s->lock);
@@ -318,6 +323,10 @@ char *store_stats_json(struct store *s)
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	long long uptime_ms = (long long)(now.tv_sec - s->started.tv_sec) * 1000 +
 			      (now.tv_nsec - s->started.tv_nsec) / 1000000;
+	long long last_ms = -1;
+	if (last.tv_sec || last.tv_nsec)
+		last_ms = (long long)(last.tv_sec - s->started.tv_sec) * 1000 +
+			  (last.tv_nsec - s->started.tv_nsec) / 1000000;
 
 	json_t *status = json_object();
 	for (int i = 100; i < 600 && status; i++) {
@@ -348,7 +357,9 @@ char *store_stats_json(struct store *s)
 	     json_object_set_new(root, "requests_open_most",
 				 I(c.requests_open_most)) ||
 	     json_object_set_new(root, "request_bytes",
-				 I(c.request_bytes)))) {
+				 I(c.request_bytes)) ||
+	     json_object_set_new(root, "last_accepted_ms",
+				 json_integer((json_int_t)last_ms)))) {
 		json_decref(root);
 		root = NULL;
 	}
