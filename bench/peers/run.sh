@@ -26,7 +26,9 @@
 # arrived) to a fresh receiver, 4 requests in flight, N events in all: the
 # receiver's ceiling for this workload, the limit each side is shown
 # beside.  Per side: events/s from the producer's start until the
-# receiver holds all N (and every one of the N, counted in its out file); CPU seconds per million events of the producer and the daemon
+# receiver stored the last of the N (by the receiver's clock:
+# last_accepted_ms in /stats; every one of the N counted in its out file,
+# kept in /dev/shm when there is one); CPU seconds per million events of the producer and the daemon
 # together (and each alone), from GNU time.  Then, unless KILL=0, a second
 # run per side in which the daemon (spool-agent, syslog-ng) is killed with
 # SIGKILL once a third of the events arrived and started again at once:
