@@ -1350,6 +1350,9 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		}
 		d->halted = false;
 		reset_reads(d);
+		/* the wait starts now, as plan_retry() logs it, not before
+		 * settle_all() waited for the settler */
+		now = mono_now();
 		d->next_attempt = now + plan_retry(d);
 		*wait = d->next_attempt - now;
 		/* BACKOFF even when this step settled something: a caller that
@@ -1379,6 +1382,7 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		}
 		progress |= n > 0;
 		reset_reads(d);
+		now = mono_now();
 		if (progress) {
 			backoff_reset(&d->bo);
 			return DRAIN_PROGRESS;
