@@ -832,6 +832,14 @@ static void job_free(struct settle_job *j)
 	*j = (struct settle_job){0};
 }
 
+/* Deletes j's acknowledged events and dead-letters its rejected ones in
+ * one synced commit: 0 or the spool's error. */
+static int job_commit(struct spool *s, const struct settle_job *j)
+{
+	uint64_t settled = 0;
+	return spool_settle(s, j->acked, j->na, j->rej, j->nr, &settled);
+}
+
 static void *settler_main(void *arg)
 {
 	struct settler *t = arg;
@@ -842,8 +850,7 @@ static void *settler_main(void *arg)
 		if (!t->busy)
 			break;
 		pthread_mutex_unlock(&t->mu);
-		uint64_t settled = 0;
-		int rc = spool_settle(t->s, t->job.acked, t->job.na, t->job.rej, t->job.nr, &settled);
+		int rc = job_commit(t->s, &t->job);
 		pthread_mutex_lock(&t->mu);
 		t->rc = rc;
 		t->busy = false;
@@ -931,19 +938,15 @@ static int settle_reap(struct drain *d)
 		return 0;
 	if (t->rc) {
 		d->log(d->log_ctx, LOG_ERR, "settling %zu events: %s", j->na + j->nr, spool_strerror(t->rc));
-		/* the failed job first: swap it into pend, then what pend had after it */
-		struct settle_job later = d->pend;
-		d->pend = *j;
-		*j = later;
-		if (job_append(&d->pend, j) == 0) {
+		/* what waited goes after the failed job, which then waits in its
+		 * place; without the memory to join them, both stay as they are
+		 * (failed still) for the next call */
+		if (job_append(j, &d->pend) == 0) {
+			struct settle_job failed = *j;
+			*j = d->pend;
+			d->pend = failed;
 			t->rc = 0;
-			return -1;
 		}
-		/* no memory to join them: as they were, failed still, for the
-		 * next call */
-		later = d->pend;
-		d->pend = *j;
-		*j = later;
 		return -1;
 	}
 	d->c.acked += j->na;
@@ -980,8 +983,7 @@ static int settle_kick(struct drain *d)
 	t->job = d->pend;
 	d->pend = j;
 	if (!t->started) {
-		uint64_t settled = 0;
-		t->rc = spool_settle(d->s, t->job.acked, t->job.na, t->job.rej, t->job.nr, &settled);
+		t->rc = job_commit(d->s, &t->job);
 		return settle_reap(d);
 	}
 	pthread_mutex_lock(&t->mu);
@@ -990,6 +992,14 @@ static int settle_kick(struct drain *d)
 	pthread_cond_signal(&t->cv);
 	pthread_mutex_unlock(&t->mu);
 	return 0;
+}
+
+/* Waits for the commit in progress, takes its outcome and hands over
+ * what waits.  0, or -1 when a commit failed. */
+static int settle_handover(struct drain *d)
+{
+	settler_wait(&d->st);
+	return settle_reap(d) < 0 || settle_kick(d) < 0 ? -1 : 0;
 }
 
 /* Adds batch b's outcomes to d->pend (room made by the caller); b->nkeep
@@ -1080,11 +1090,9 @@ static int settle_finished(struct drain *d)
 static int settle_all(struct drain *d)
 {
 	int n = settle_finished(d);
-	while (n >= 0 && (!job_empty(&d->pend) || !job_empty(&d->st.job))) {
-		settler_wait(&d->st);
-		if (settle_reap(d) < 0 || settle_kick(d) < 0)
+	while (n >= 0 && (!job_empty(&d->pend) || !job_empty(&d->st.job)))
+		if (settle_handover(d) < 0)
 			return -1;
-	}
 	return n;
 }
 
@@ -1321,12 +1329,9 @@ enum drain_result drain_step(struct drain *d, double *wait)
 		 * their commit starts: so at most a commit's and a window's worth
 		 * of acknowledged events are not yet deleted at any moment (what
 		 * a crash then sends again), and memory stays bounded */
-		if (!job_empty(&d->pend)) {
-			settler_wait(&d->st);
-			if (settle_reap(d) < 0 || settle_kick(d) < 0) {
-				*wait = 1;
-				return DRAIN_ERROR;
-			}
+		if (!job_empty(&d->pend) && settle_handover(d) < 0) {
+			*wait = 1;
+			return DRAIN_ERROR;
 		}
 		int r = read_next(d);
 		if (r < 0) {

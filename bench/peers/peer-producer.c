@@ -23,11 +23,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <time.h>
-
 #include <spool/mlog.h>
 
 #define MESSAGE_BYTES 190

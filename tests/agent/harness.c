@@ -435,29 +435,35 @@ int th_agent_run(const struct th_dir *d, double timeout, ...)
 	return wait_for(spawn(argv, "/dev/null", d->log), timeout);
 }
 
+/* spool-agent with its args from ap, after wrapper[] (NULL: none). */
+static pid_t agent_spawn(const struct th_dir *d, const char *const *wrapper, va_list ap)
+{
+	const char *argv[64];
+	size_t n = 0;
+	while (wrapper && wrapper[n] && n < 30) {
+		argv[n] = wrapper[n];
+		n++;
+	}
+	agent_argv(d, argv + n, ap);
+	return spawn(argv, "/dev/null", d->log);
+}
+
 pid_t th_agent_start(const struct th_dir *d, ...)
 {
-	const char *argv[32];
 	va_list ap;
 	va_start(ap, d);
-	agent_argv(d, argv, ap);
+	pid_t pid = agent_spawn(d, NULL, ap);
 	va_end(ap);
-	return spawn(argv, "/dev/null", d->log);
+	return pid;
 }
 
 pid_t th_agent_start_under(const struct th_dir *d, const char *const *wrapper, ...)
 {
-	const char *argv[64];
-	size_t n = 0;
-	while (wrapper[n] && n < 30) {
-		argv[n] = wrapper[n];
-		n++;
-	}
 	va_list ap;
 	va_start(ap, wrapper);
-	agent_argv(d, argv + n, ap);
+	pid_t pid = agent_spawn(d, wrapper, ap);
 	va_end(ap);
-	return spawn(argv, "/dev/null", d->log);
+	return pid;
 }
 
 int th_agent_stop(pid_t pid, int sig, double timeout)

@@ -6,10 +6,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check_main.h"
+#include "strace_util.h"
 #include "harness.h"
 
 static bool spool_empty(void *arg)
@@ -129,15 +129,6 @@ START_TEST(sigkill_during_sends_loses_nothing)
 }
 END_TEST
 
-/* Whether strace can trace and inject here (it may be missing, or ptrace
- * refused in a container). */
-static bool strace_works(void)
-{
-	int st = system("strace -f -o /dev/null -e inject=getppid:error=EIO:when=1 sh -c 'exit 0' "
-			">/dev/null 2>&1");
-	return st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
 /* The agent's settling commits fail (fdatasync returns EIO, injected by
  * strace at each thread's 2nd to 12th calls, while batches are answered): the
  * acknowledged events stay in the spool until a commit succeeds, the agent
@@ -147,15 +138,12 @@ static bool strace_works(void)
 START_TEST(failed_delete_commits_are_retried)
 {
 	enum { N = 6000 };
-	if (!strace_works()) {
-		fprintf(stderr, "failed_delete_commits_are_retried: SKIP: strace cannot trace here\n");
+	char why[700];
+	if (tc_strace_usable(why, sizeof(why)) != 0) {
+		fprintf(stderr, "failed_delete_commits_are_retried: SKIP: %s\n", why);
 		return;
 	}
-	/* LeakSanitizer refuses to run under ptrace */
-	const char *asan = getenv("ASAN_OPTIONS");
-	char opts[512];
-	snprintf(opts, sizeof(opts), "%s%sdetect_leaks=0", asan ? asan : "", asan && *asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
+	tc_asan_without_leaks(); /* the agent runs under strace */
 	struct th_dir d;
 	struct th_rx rx;
 	th_dir_make(&d, "settle-eio");

@@ -33,6 +33,7 @@
 
 #include "../spool/testutil.h"
 #include "check_main.h"
+#include "strace_util.h"
 
 #ifndef IOERR_WORKLOAD
 #error "IOERR_WORKLOAD must name the workload binary"
@@ -358,42 +359,15 @@ START_TEST(test_malloc)
 }
 END_TEST
 
-/* 0 if strace can trace and inject here; else a reason in why. */
-static int strace_usable(char *why, size_t len)
-{
-	char out[512];
-	int st = tu_capture("strace -f -o /dev/null -e inject=getppid:error=EIO:when=1 "
-			    "sh -c 'exit 0' 2>&1",
-			    out, sizeof(out));
-	if (st == -1) {
-		snprintf(why, len, "cannot run the shell");
-		return -1;
-	}
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		size_t l = strlen(out);
-		while (l && (out[l - 1] == '\n' || out[l - 1] == '\r'))
-			out[--l] = '\0';
-		snprintf(why, len, "strace missing or cannot trace (exit %d): %s",
-			 WIFEXITED(st) ? WEXITSTATUS(st) : -1, out[0] ? out : "no output");
-		return -1;
-	}
-	return 0;
-}
-
 int main(void)
 {
 	char why[700];
-	if (strace_usable(why, sizeof(why)) != 0) {
+	if (tc_strace_usable(why, sizeof(why)) != 0) {
 		printf("SKIP ioerr: %s\n", why);
 		return 77;
 	}
-	/* In a sanitizer build the workloads run under strace, where
-	 * LeakSanitizer cannot work (it refuses to run under ptrace); the
-	 * address and undefined-behaviour checks stay on. */
-	const char *asan = getenv("ASAN_OPTIONS");
-	char opts[512];
-	snprintf(opts, sizeof(opts), "%s%sdetect_leaks=0", asan ? asan : "", asan && *asan ? ":" : "");
-	setenv("ASAN_OPTIONS", opts, 1);
+	/* in a sanitizer build the workloads run under strace */
+	tc_asan_without_leaks();
 	Suite *s = suite_create("ioerr");
 	TCase *tc = tcase_create("strace-inject");
 	tu_add_cleanup_fixture(tc);

@@ -302,6 +302,13 @@ void store_count_wire(struct store *s, uint64_t n)
 	atomic_fetch_add_explicit(&s->request_bytes, n, memory_order_relaxed);
 }
 
+/* Milliseconds from the store's start to ts. */
+static long long ms_since_start(const struct store *s, const struct timespec *ts)
+{
+	return (long long)(ts->tv_sec - s->started.tv_sec) * 1000 +
+	       (ts->tv_nsec - s->started.tv_nsec) / 1000000;
+}
+
 char *store_stats_json(struct store *s)
 {
 	struct store_counts c;
@@ -321,12 +328,8 @@ char *store_stats_json(struct store *s)
 	pthread_mutex_unlock(&s->lock);
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	long long uptime_ms = (long long)(now.tv_sec - s->started.tv_sec) * 1000 +
-			      (now.tv_nsec - s->started.tv_nsec) / 1000000;
-	long long last_ms = -1;
-	if (last.tv_sec || last.tv_nsec)
-		last_ms = (long long)(last.tv_sec - s->started.tv_sec) * 1000 +
-			  (last.tv_nsec - s->started.tv_nsec) / 1000000;
+	long long uptime_ms = ms_since_start(s, &now);
+	long long last_ms = last.tv_sec || last.tv_nsec ? ms_since_start(s, &last) : -1;
 
 	json_t *status = json_object();
 	for (int i = 100; i < 600 && status; i++) {
