@@ -117,6 +117,7 @@ struct drain {
 	uint64_t sev_after[SPOOL_NSEV_DRAIN]; /* severity order: scanned up to, per severity */
 	double bw_tokens;	 /* bandwidth_limit: bytes that may go now (< 0: in debt) */
 	double bw_stamp;	 /* when bw_tokens was last brought up to date */
+	struct spool_json_memo memo; /* the encoder's: a process's c_client block, encoded once */
 	uint64_t head_seq;	 /* first seq of the last batch read from the start */
 	uint32_t head_attempts;
 	double max_retry_after;
@@ -214,6 +215,20 @@ size_t drain_in_flight(const struct drain *d)
 	return d->open;
 }
 
+/* Outcomes as a transport finds them (transport.h): RETRY, no status, no
+ * wait, empty id and reason.  Field by field: each is 336 bytes, mostly
+ * text buffers, and a batch holds thousands. */
+static void clear_outcomes(struct spool_tx_outcome *o, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		o[i].result = SPOOL_TX_RETRY;
+		o[i].status = 0;
+		o[i].retry_after = 0;
+		o[i].id[0] = '\0';
+		o[i].reason[0] = '\0';
+	}
+}
+
 static void batch_free(struct batch *b)
 {
 	spool_buf_free(&b->json);
@@ -239,7 +254,7 @@ static struct batch *batch_get(struct drain *d, size_t n)
 	b->next = NULL;
 	b->n = b->nbad = b->open = 0;
 	if (n <= b->cap) /* a range never started must read as "keep", not a past answer */
-		memset(b->out, 0, n * sizeof(*b->out));
+		clear_outcomes(b->out, n);
 	b->failed = false;
 	b->json.len = b->ids.len = 0;
 	if (n > b->cap) {
@@ -257,7 +272,7 @@ static struct batch *batch_get(struct drain *d, size_t n)
 			return NULL;
 		}
 		b->cap = n;
-		memset(b->out, 0, n * sizeof(*b->out));
+		clear_outcomes(b->out, n);
 	}
 	return b;
 }
@@ -414,7 +429,7 @@ static int encode_batch(struct drain *d, struct batch *b, const struct spool_rec
 			expired[(*nexp)++] = r[i].seq;
 			continue;
 		}
-		struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = r[i].seq};
+		struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = r[i].seq, .memo = &d->memo};
 		if (d->p.delivery_metadata) {
 			x.flags |= SPOOL_JSON_DELIVERY;
 			x.attempts = attempts + 1;
@@ -696,7 +711,7 @@ static int start(struct drain *d, struct req *q, double now)
 {
 	const struct drain_link *l = &d->chain[q->link];
 	struct batch *b = q->b;
-	memset(b->out + q->off, 0, q->n * sizeof(*b->out));
+	clear_outcomes(b->out + q->off, q->n);
 	q->r = (struct spool_tx_request){
 		.events = b->ev + q->off,
 		.count = q->n,
@@ -726,7 +741,7 @@ static int start(struct drain *d, struct req *q, double now)
 	if (rc == 0)
 		bw_charge(d, now, q->r.wire_bytes ? q->r.wire_bytes : wire_estimate(q));
 	if (rc) {
-		memset(b->out + q->off, 0, q->n * sizeof(*b->out));
+		clear_outcomes(b->out + q->off, q->n);
 		q->r.status.call = SPOOL_TXC_TRANSIENT;
 		snprintf(q->r.status.message, sizeof(q->r.status.message), "transport %s: local failure: %s",
 			 l->tx->name, strerror(rc < 0 ? -rc : rc));

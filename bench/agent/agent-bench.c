@@ -4,6 +4,8 @@
  * JSON object: per case events/s and the agent's own CPU seconds per million
  * events (from wait4()), beside the machine's limit measured in the same run
  * (raw fdatasync latency: the agent commits one synced delete per batch).
+ * Also the encoder alone ("encode": CPU ns per event to turn a stored event
+ * into its JSON, as the agent does, beside copying the same JSON bytes).
  *
  * agent-bench [--events N] [--quick] [--receiver PATH] [--agent PATH]
  *             [--dir TMPDIR]
@@ -27,6 +29,8 @@
 #include <unistd.h>
 
 #include <spool/spool.h>
+
+#include "codec/json.h"
 
 static double now(void)
 {
@@ -122,6 +126,87 @@ static void fill(const char *dir, uint64_t n)
 	free(arena);
 	msgpack_sbuffer_destroy(&sb);
 	spool_close(s);
+}
+
+static double cpu_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* The encoder alone, as the agent calls it (spool_seq added, the c_client
+ * memo on, a batch of 1,000 into one reused buffer), over k of the bench's
+ * events packed in memory; beside its limit in the same run: copying the
+ * same JSON bytes into a batch buffer.  Best of three passes each, CPU
+ * nanoseconds per event. */
+struct enc_figures {
+	uint64_t events;
+	double json_bytes, enc_ns, copy_ns;
+};
+
+static struct enc_figures encode_figures(uint64_t k)
+{
+	enum { BATCH = 1000, SLOT = 512 };
+	struct enc_figures f = {.events = k, .enc_ns = 1e30, .copy_ns = 1e30};
+	msgpack_sbuffer sb;
+	msgpack_sbuffer_init(&sb);
+	unsigned char *mp = malloc((size_t)k * SLOT);
+	size_t *mlen = calloc(k, sizeof(*mlen)), *joff = calloc(k + 1, sizeof(*joff));
+	if (!mp || !mlen || !joff)
+		die("out of memory");
+	for (uint64_t i = 0; i < k; i++) {
+		pack_event(&sb, i + 1);
+		if (sb.size > SLOT)
+			die("event too big");
+		memcpy(mp + i * SLOT, sb.data, sb.size);
+		mlen[i] = sb.size;
+	}
+	msgpack_sbuffer_destroy(&sb);
+	struct spool_buf out = {0}, all = {0};
+	struct spool_json_memo memo = {0};
+	for (int pass = 0; pass < 3; pass++) {
+		double t0 = cpu_now();
+		for (uint64_t i = 0; i < k; i++) {
+			if (i % BATCH == 0)
+				out.len = 0;
+			struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = i + 1, .memo = &memo};
+			const char *id;
+			size_t idl, at = out.len;
+			if (spool_event_to_json_find(mp + i * SLOT, mlen[i], &x, &out, "client_event_id", &id,
+						     &idl) != 0)
+				die("the encoder refused a bench event");
+			if (pass == 0) {
+				/* pass 0 keeps each event's JSON for the copy
+				 * below, and is not counted */
+				if (spool_buf_append(&all, out.data + at, out.len - at))
+					die("out of memory");
+				joff[i + 1] = all.len;
+			}
+		}
+		double e = (cpu_now() - t0) / (double)k * 1e9;
+		if (pass > 0 && e < f.enc_ns)
+			f.enc_ns = e;
+	}
+	for (int pass = 0; pass < 3; pass++) {
+		double t0 = cpu_now();
+		for (uint64_t i = 0; i < k; i++) {
+			if (i % BATCH == 0)
+				out.len = 0;
+			if (spool_buf_append(&out, all.data + joff[i], joff[i + 1] - joff[i]))
+				die("out of memory");
+		}
+		double c = (cpu_now() - t0) / (double)k * 1e9;
+		if (c < f.copy_ns)
+			f.copy_ns = c;
+	}
+	f.json_bytes = (double)all.len / (double)k;
+	spool_buf_free(&out);
+	spool_buf_free(&all);
+	free(mp);
+	free(mlen);
+	free(joff);
+	return f;
 }
 
 static int run(const char *const *argv, struct rusage *ru)
@@ -272,9 +357,12 @@ int main(int argc, char **argv)
 		int batch;
 		int gzip;
 	} cases[] = {{100, 0}, {1000, 0}, {100, 1}, {1000, 1}};
+	struct enc_figures ef = encode_figures(n < 100000 ? n : 100000);
 	printf("{\"bench\":\"agent-drain\",\"events\":%" PRIu64 ",\"fill_seconds\":%.3f,"
-	       "\"fdatasync_seconds\":%.6f,\"cases\":[",
-	       n, fill_s, fs);
+	       "\"fdatasync_seconds\":%.6f,"
+	       "\"encode\":{\"events\":%" PRIu64 ",\"json_bytes_per_event\":%.0f,\"ns_per_event\":%.1f,"
+	       "\"memcpy_ns_per_event\":%.1f,\"ratio_to_memcpy\":%.2f},\"cases\":[",
+	       n, fill_s, fs, ef.events, ef.json_bytes, ef.enc_ns, ef.copy_ns, ef.enc_ns / ef.copy_ns);
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *cp[] = {"/bin/rm", "-rf", spool, NULL};

@@ -177,8 +177,10 @@ struct spool_tx_event {
 	uint32_t attempts;   /* sends tried before this one */
 };
 
-/* Per-event outcome.  The agent zeroes them before handing the request
- * over: an event the transport does not touch stays SPOOL_TX_RETRY. */
+/* Per-event outcome.  The agent clears them before handing the request
+ * over (result SPOOL_TX_RETRY, status 0, retry_after 0, id and reason
+ * empty strings; the rest of the text buffers is not zeroed): an event the
+ * transport does not touch stays SPOOL_TX_RETRY. */
 enum spool_tx_result {
 	SPOOL_TX_RETRY = 0,	  /* keep; try again after the agent's backoff */
 	SPOOL_TX_ACCEPTED = 1,	  /* acknowledged: delete it; id may be set */
@@ -217,7 +219,7 @@ struct spool_tx_status {
 struct spool_tx_request {
 	const struct spool_tx_event *events;
 	size_t count;		      /* >= 1 */
-	struct spool_tx_outcome *out; /* count outcomes, zeroed */
+	struct spool_tx_outcome *out; /* count outcomes, cleared */
 	struct spool_tx_status status;
 	void *host; /* the agent's: the transport leaves it alone */
 	/* Set by the transport when it starts the request (submit or send):

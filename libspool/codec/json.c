@@ -80,30 +80,72 @@ void spool_buf_free(struct spool_buf *b)
 	*b = (struct spool_buf){0};
 }
 
-/* ---- output helpers (callers reserve first where it pays) ---- */
+/* ---- output helpers ----
+ *
+ * The encoder's writers check for room with one compare and write no NUL
+ * of their own: spool_event_to_json_find() ends the text once, at the end
+ * (room for it is always kept: reserve() counts one byte more). */
 
-#define PUT_LIT(b, s) spool_buf_append((b), (s), sizeof(s) - 1)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-static int put_char(struct spool_buf *b, char c)
+/* Room for k more bytes and the NUL after them. */
+static inline int room(struct spool_buf *b, size_t k)
 {
-	if (b->len + 1 >= b->cap && spool_buf_reserve(b, 1))
+	if (LIKELY(b->cap - b->len > k))
+		return 0;
+	return spool_buf_reserve(b, k);
+}
+
+static inline int put_raw(struct spool_buf *b, const void *p, size_t n)
+{
+	if (room(b, n))
+		return -ENOMEM;
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	return 0;
+}
+
+#define PUT_LIT(b, s) put_raw((b), (s), sizeof(s) - 1)
+
+static inline int put_char(struct spool_buf *b, char c)
+{
+	if (room(b, 1))
 		return -ENOMEM;
 	b->data[b->len++] = c;
-	b->data[b->len] = '\0';
 	return 0;
 }
 
 static int put_u64(struct spool_buf *b, uint64_t v, bool neg)
 {
-	char tmp[24];
-	size_t i = sizeof(tmp);
-	do {
-		tmp[--i] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
+	static const char pairs[201] = "00010203040506070809101112131415161718192021222324"
+				       "25262728293031323334353637383940414243444546474849"
+				       "50515253545556575859606162636465666768697071727374"
+				       "75767778798081828384858687888990919293949596979899";
+	if (room(b, 21))
+		return -ENOMEM;
+	char *o = b->data + b->len;
 	if (neg)
-		tmp[--i] = '-';
-	return spool_buf_append(b, tmp + i, sizeof(tmp) - i);
+		*o++ = '-';
+	/* digits, then written from the last, two at a time, in place */
+	size_t n = 1;
+	for (uint64_t t = 10; n < 20 && v >= t; t *= 10)
+		n++;
+	char *q = o + n;
+	while (v >= 100) {
+		unsigned d = (unsigned)(v % 100) * 2;
+		v /= 100;
+		*--q = pairs[d + 1];
+		*--q = pairs[d];
+	}
+	if (v >= 10) {
+		*--q = pairs[v * 2 + 1];
+		*--q = pairs[v * 2];
+	} else {
+		*--q = (char)('0' + v);
+	}
+	b->len = (size_t)(o + n - b->data);
+	return 0;
 }
 
 static int put_i64(struct spool_buf *b, int64_t v)
@@ -128,7 +170,35 @@ static int put_double(struct spool_buf *b, double d, bool single)
 	}
 	if (!strpbrk(tmp, ".eEn"))
 		strcat(tmp, ".0");
-	return spool_buf_append(b, tmp, strlen(tmp));
+	return put_raw(b, tmp, strlen(tmp));
+}
+
+/* A count of seconds that is a whole number of microseconds (as the
+ * drain's spooled_seconds is): the same text as put_double() gives, without
+ * its printf and strtod.  For d = us / 1e6 with 100 <= us < 10^15 the
+ * decimal has at most 15 significant digits and no exponent in %g form, so
+ * %.15g prints it exactly and it reads back; trailing zeros go, as %g's do. */
+static int put_seconds(struct spool_buf *b, double d)
+{
+	double scaled = d * 1e6;
+	if (!(scaled >= 100.0 && scaled < 1e15))
+		return put_double(b, d, false);
+	uint64_t us = (uint64_t)(scaled + 0.5);
+	if ((double)us / 1e6 != d)
+		return put_double(b, d, false);
+	int rc = put_u64(b, us / 1000000, false);
+	unsigned frac = (unsigned)(us % 1000000);
+	if (rc)
+		return rc;
+	if (frac == 0)
+		return PUT_LIT(b, ".0");
+	char f[8] = {'.'};
+	int k = 6;
+	for (int i = 6; i >= 1; i--, frac /= 10)
+		f[i] = (char)('0' + frac % 10);
+	while (f[k] == '0')
+		k--;
+	return put_raw(b, f, (size_t)k + 1);
 }
 
 /* 0: copy, 1: escape, 2: non-ASCII (check UTF-8). */
@@ -194,31 +264,55 @@ static inline uint64_t needs_look8(uint64_t x)
 	return (lt20 | zq | zbs | hi) & HIGHS;
 }
 
-int spool_json_string(struct spool_buf *b, const void *s, size_t n)
+#ifdef __SSE2__
+/* Lanes of x that need a look: below 0x20 (the signed compare also takes
+ * 0x80 and above), '"', '\\' and 0x7f. */
+static inline unsigned look16(__m128i x)
+{
+	__m128i look = _mm_or_si128(_mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
+						 _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))),
+				    _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
+						 _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))));
+	return (unsigned)_mm_movemask_epi8(look);
+}
+#endif
+
+/* s[0, n) as a JSON string, quotes included, whatever it holds; no NUL
+ * after it. */
+static int put_str_any(struct spool_buf *b, const unsigned char *s, size_t n)
 {
 	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = s, *end = p + n;
+	const unsigned char *p = s, *end = s + n;
 	/* worst case: every byte becomes \u00XX (6) or U+FFFD (3) */
-	if (n > (SIZE_MAX - 8) / 6 || spool_buf_reserve(b, n * 6 + 2))
+	if (UNLIKELY(n > (SIZE_MAX - 32) / 6) || room(b, n * 6 + 2))
 		return -ENOMEM;
 	char *o = b->data + b->len;
 	*o++ = '"';
+#ifdef __SSE2__
+	char *o0 = o;
+#endif
 	while (p < end) {
 #ifdef __SSE2__
-		/* sixteen plain bytes at a time while none needs a look: the
-		 * signed compare with 0x20 also takes 0x80 and above */
+		/* sixteen plain bytes at a time while none needs a look */
 		while (end - p >= 16) {
 			__m128i x = _mm_loadu_si128((const __m128i *)(const void *)p);
-			__m128i look = _mm_or_si128(
-			    _mm_or_si128(_mm_cmplt_epi8(x, _mm_set1_epi8(0x20)),
-					 _mm_cmpeq_epi8(x, _mm_set1_epi8('"'))),
-			    _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\\')),
-					 _mm_cmpeq_epi8(x, _mm_set1_epi8(0x7f))));
-			if (_mm_movemask_epi8(look))
+			if (look16(x))
 				break;
 			_mm_storeu_si128((__m128i *)(void *)o, x);
 			o += 16;
 			p += 16;
+		}
+		/* the last few bytes of a plain string of 16 or more: the 16
+		 * that end it, checked and stored over the output that already
+		 * holds the same bytes (nothing was expanded so far) */
+		if (end - p < 16 && n >= 16 && (size_t)(o - o0) == (size_t)(p - s)) {
+			size_t rem = (size_t)(end - p);
+			__m128i x = _mm_loadu_si128((const __m128i *)(const void *)(end - 16));
+			if (!(look16(x) >> (16 - rem))) {
+				_mm_storeu_si128((__m128i *)(void *)(o - (16 - rem)), x);
+				o += rem;
+				break;
+			}
 		}
 #endif
 		/* eight plain bytes at a time while none needs a look */
@@ -283,9 +377,70 @@ int spool_json_string(struct spool_buf *b, const void *s, size_t n)
 		p++;
 	}
 	*o++ = '"';
-	*o = '\0';
 	b->len = (size_t)(o - b->data);
 	return 0;
+}
+
+/* A short plain string (the most common kind: keys, severities, ids)
+ * with one 16-byte load, check and store; `lim` (>= s + n) is how far
+ * reading is allowed (the end of the stored event).  pre and post: a
+ * character written before the opening and after the closing quote, or
+ * 0.  1 when done, 0 when the string needs put_str_any(), -ENOMEM. */
+static inline int put_str_fast(struct spool_buf *b, const unsigned char *s, size_t n,
+			       const unsigned char *lim, char pre, char post)
+{
+#ifdef __SSE2__
+	if (n <= 16 && lim - s >= 16) {
+		if (room(b, 20))
+			return -ENOMEM;
+		__m128i x = _mm_loadu_si128((const __m128i *)(const void *)s);
+		if (!(look16(x) & ((1u << n) - 1))) {
+			char *o = b->data + b->len;
+			if (pre)
+				*o++ = pre;
+			*o++ = '"';
+			_mm_storeu_si128((__m128i *)(void *)o, x);
+			o += n;
+			*o++ = '"';
+			if (post)
+				*o++ = post;
+			b->len = (size_t)(o - b->data);
+			return 1;
+		}
+	}
+#else
+	(void)b, (void)s, (void)n, (void)lim, (void)pre, (void)post;
+#endif
+	return 0;
+}
+
+static inline int put_str(struct spool_buf *b, const unsigned char *s, size_t n, const unsigned char *lim)
+{
+	int rc = put_str_fast(b, s, n, lim, 0, 0);
+	return rc ? (rc < 0 ? rc : 0) : put_str_any(b, s, n);
+}
+
+/* A member's name: `,"name":` (no comma before the first). */
+static inline int put_key(struct spool_buf *b, const unsigned char *s, size_t n, const unsigned char *lim,
+			  bool first)
+{
+	int rc = put_str_fast(b, s, n, lim, first ? 0 : ',', ':');
+	if (rc)
+		return rc < 0 ? rc : 0;
+	if (!first && put_char(b, ','))
+		return -ENOMEM;
+	rc = put_str_any(b, s, n);
+	return rc ? rc : put_char(b, ':');
+}
+
+int spool_json_string(struct spool_buf *b, const void *s, size_t n)
+{
+	if (!b || (!s && n))
+		return -EINVAL;
+	int rc = put_str_any(b, s, n);
+	if (!rc)
+		b->data[b->len] = '\0';
+	return rc;
 }
 
 static int put_base64(struct spool_buf *b, const unsigned char *p, size_t n)
@@ -349,14 +504,15 @@ static uint64_t be(const unsigned char *p, int n)
 
 /* Reads one header (and the payload of str/bin/ext).  -EINVAL on truncated
  * or malformed input. */
-static int rd_item(struct rd *r, struct mp_item *it)
+static int rd_item_any(struct rd *r, struct mp_item *it)
 {
-	if (r->p >= r->end)
+	if (UNLIKELY(r->p >= r->end))
 		return -EINVAL;
 	size_t avail = (size_t)(r->end - r->p);
 	unsigned c = *r->p;
 	size_t hdr = 1, plen = 0;
-	memset(it, 0, sizeof(*it));
+	it->u = 0;
+	it->i = 0;
 	if (c <= 0x7f) {
 		it->kind = K_UINT;
 		it->u = c;
@@ -481,6 +637,24 @@ static int rd_item(struct rd *r, struct mp_item *it)
 	return 0;
 }
 
+/* rd_item_any(), with the common short string (keys and most values)
+ * read inline. */
+static inline int rd_item(struct rd *r, struct mp_item *it)
+{
+	if (LIKELY(r->p < r->end)) {
+		unsigned c = *r->p;
+		size_t plen = c & 0x1f;
+		if (c >= 0xa0 && c <= 0xbf && LIKELY((size_t)(r->end - r->p) - 1 >= plen)) {
+			it->kind = K_STR;
+			it->ptr = r->p + 1;
+			it->len = plen;
+			r->p += 1 + plen;
+			return 0;
+		}
+	}
+	return rd_item_any(r, it);
+}
+
 /* Skips the contents of a container whose header was just read. */
 static int rd_skip_contents(struct rd *r, const struct mp_item *head)
 {
@@ -508,17 +682,19 @@ struct enc {
 	const struct spool_json_extra *x;
 	bool in_key; /* writing the JSON text of a non-string key */
 	const char *find;      /* a top-level member to report, or NULL */
+	size_t find_len;
 	const char *found;     /* its first string value */
 	size_t found_len;
 };
 
 static int enc_value(struct enc *e, const struct mp_item *it, int depth, enum role role);
 
-static bool str_is(const struct mp_item *it, const char *s)
+static inline bool str_is_n(const struct mp_item *it, const char *s, size_t n)
 {
-	size_t n = strlen(s);
 	return it->kind == K_STR && it->len == n && memcmp(it->ptr, s, n) == 0;
 }
+
+#define STR_IS(it, lit) str_is_n((it), (lit), sizeof(lit) - 1)
 
 static int put_seq_member(struct enc *e)
 {
@@ -534,7 +710,7 @@ static int put_delivery_member(struct enc *e)
 	if (!rc)
 		rc = PUT_LIT(e->out, ",\"spooled_seconds\":");
 	if (!rc)
-		rc = put_double(e->out, e->x->spooled_seconds, false);
+		rc = put_seconds(e->out, e->x->spooled_seconds);
 	return rc ? rc : put_char(e->out, '}');
 }
 
@@ -597,19 +773,26 @@ static int enc_key_other(struct enc *e, const struct mp_item *key, int depth)
 		 * fuzzing: 81 bytes asked for 2 GiB), so it is written as "null" */
 		if (rd_skip_contents(&e->r, key))
 			return -EINVAL;
-		return spool_buf_append(e->out, "\"null\"", 6);
+		return PUT_LIT(e->out, "\"null\"");
 	}
 	struct spool_buf tmp = {0};
 	struct enc sub = {.r = e->r, .out = &tmp, .x = NULL, .in_key = true};
 	int rc = enc_value(&sub, key, depth, R_NONE);
 	e->r = sub.r;
 	if (!rc)
-		rc = spool_json_string(e->out, tmp.data ? tmp.data : "", tmp.len);
+		rc = put_str(e->out, (const unsigned char *)tmp.data, tmp.len,
+			     (const unsigned char *)tmp.data + tmp.len);
 	spool_buf_free(&tmp);
 	return rc;
 }
 
-static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum role role)
+static int enc_cclient(struct enc *e, const struct mp_item *head, const unsigned char *start, int depth);
+
+/* '{' and the members of a map (dropping the ones an addition replaces);
+ * *first tells whether none was written; have_*: whether a metadata or
+ * c_client member was seen (for the additions). */
+static int enc_members(struct enc *e, const struct mp_item *head, int depth, enum role role, bool *first_out,
+		       bool *have_meta_out, bool *have_cc_out)
 {
 	unsigned f = e->x ? e->x->flags : 0;
 	bool first = true, have_meta = false, have_cc = false;
@@ -621,13 +804,15 @@ static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum ro
 		/* peek the value: injected members replace stored ones */
 		enum role vrole = R_NONE;
 		bool drop = false;
-		if (role == R_TOP && f && str_is(&key, "metadata"))
+		if (role == R_NONE)
+			;
+		else if (role == R_TOP && f && STR_IS(&key, "metadata"))
 			vrole = R_META;
-		else if (role == R_META && str_is(&key, "c_client") && (f & SPOOL_JSON_SEQ))
+		else if (role == R_META && STR_IS(&key, "c_client") && (f & SPOOL_JSON_SEQ))
 			vrole = R_CCLIENT;
-		else if (role == R_META && str_is(&key, "delivery") && (f & SPOOL_JSON_DELIVERY))
+		else if (role == R_META && STR_IS(&key, "delivery") && (f & SPOOL_JSON_DELIVERY))
 			drop = true;
-		else if (role == R_CCLIENT && str_is(&key, "spool_seq") && (f & SPOOL_JSON_SEQ))
+		else if (role == R_CCLIENT && STR_IS(&key, "spool_seq") && (f & SPOOL_JSON_SEQ))
 			drop = true;
 		if (drop) {
 			if (rd_item(&e->r, &val))
@@ -636,23 +821,24 @@ static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum ro
 				rc = rd_skip_contents(&e->r, &val);
 			continue;
 		}
-		if (!first)
-			rc = put_char(e->out, ',');
+		if (key.kind == K_STR) {
+			rc = put_key(e->out, key.ptr, key.len, e->r.end, first);
+		} else {
+			if (!first)
+				rc = put_char(e->out, ',');
+			if (!rc)
+				rc = enc_key_other(e, &key, depth + 1);
+			if (!rc)
+				rc = put_char(e->out, ':');
+		}
 		first = false;
 		if (rc)
 			break;
-		if (key.kind == K_STR)
-			rc = spool_json_string(e->out, key.ptr, key.len);
-		else
-			rc = enc_key_other(e, &key, depth + 1);
-		if (!rc)
-			rc = put_char(e->out, ':');
-		if (rc)
-			break;
+		const unsigned char *vstart = e->r.p;
 		if (rd_item(&e->r, &val))
 			return -EINVAL;
 		if (role == R_TOP && e->find && !e->found && val.kind == K_STR &&
-		    str_is(&key, e->find)) {
+		    str_is_n(&key, e->find, e->find_len)) {
 			e->found = (const char *)val.ptr;
 			e->found_len = val.len;
 		}
@@ -664,10 +850,60 @@ static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum ro
 			have_cc = true;
 		if (vrole != R_NONE && val.kind != K_MAP)
 			vrole = R_NONE;
-		rc = enc_value(e, &val, depth + 1, vrole);
+		if (vrole == R_CCLIENT && e->x->memo)
+			rc = enc_cclient(e, &val, vstart, depth + 1);
+		else
+			rc = enc_value(e, &val, depth + 1, vrole);
 	}
+	*first_out = first;
+	*have_meta_out = have_meta;
+	*have_cc_out = have_cc;
+	return rc;
+}
+
+static int enc_map(struct enc *e, const struct mp_item *head, int depth, enum role role)
+{
+	bool first, have_meta, have_cc;
+	int rc = enc_members(e, head, depth, role, &first, &have_meta, &have_cc);
 	if (!rc && role != R_NONE)
 		rc = put_additions(e, role, have_meta, have_cc, &first);
+	return rc ? rc : put_char(e->out, '}');
+}
+
+/* A c_client map (its header read, `start` where it began) through the
+ * memo: the events of one process carry the same block, so when its
+ * stored bytes begin with the block encoded last (msgpack says where a
+ * value ends, so they then hold exactly that block) its JSON is copied;
+ * otherwise it is encoded and kept for the next event.  The additions
+ * (spool_seq) are written fresh either way. */
+static int enc_cclient(struct enc *e, const struct mp_item *head, const unsigned char *start, int depth)
+{
+	struct spool_json_memo *m = e->x->memo;
+	unsigned f = e->x->flags;
+	bool first, have_meta, have_cc;
+	int rc;
+	if (m->raw_len && m->flags == f && (size_t)(e->r.end - start) >= m->raw_len &&
+	    memcmp(start, m->raw, m->raw_len) == 0) {
+		if (put_raw(e->out, m->json, m->json_len))
+			return -ENOMEM;
+		e->r.p = start + m->raw_len;
+		first = m->empty;
+	} else {
+		size_t at = e->out->len;
+		m->raw_len = 0;
+		if ((rc = enc_members(e, head, depth, R_CCLIENT, &first, &have_meta, &have_cc)) != 0)
+			return rc;
+		size_t raw_len = (size_t)(e->r.p - start), json_len = e->out->len - at;
+		if (raw_len <= sizeof(m->raw) && json_len <= sizeof(m->json)) {
+			memcpy(m->raw, start, raw_len);
+			memcpy(m->json, e->out->data + at, json_len);
+			m->raw_len = raw_len;
+			m->json_len = json_len;
+			m->flags = f;
+			m->empty = first;
+		}
+	}
+	rc = put_additions(e, R_CCLIENT, false, false, &first);
 	return rc ? rc : put_char(e->out, '}');
 }
 
@@ -688,7 +924,7 @@ static int enc_value(struct enc *e, const struct mp_item *it, int depth, enum ro
 	case K_F64:
 		return put_double(o, it->d, false);
 	case K_STR:
-		return spool_json_string(o, it->ptr, it->len);
+		return put_str(o, it->ptr, it->len, e->r.end);
 	case K_BIN:
 		return put_base64(o, it->ptr, it->len);
 	case K_EXT:
@@ -735,7 +971,7 @@ int spool_event_to_json_find(const void *mp, size_t len, const struct spool_json
 		return -EINVAL;
 	size_t mark = out->len;
 	struct enc e = {.r = {mp, (const unsigned char *)mp + len}, .out = out, .x = extra,
-			.find = key};
+			.find = key, .find_len = key ? strlen(key) : 0};
 	struct mp_item top;
 	int rc = rd_item(&e.r, &top);
 	if (!rc && top.kind != K_MAP)
@@ -750,11 +986,14 @@ int spool_event_to_json_find(const void *mp, size_t len, const struct spool_json
 		out->len = mark;
 		if (out->data)
 			out->data[mark] = '\0';
-	} else if (key) {
+		return rc;
+	}
+	out->data[out->len] = '\0'; /* room for it is always kept */
+	if (key) {
 		*val = e.found;
 		*vlen = e.found_len;
 	}
-	return rc;
+	return 0;
 }
 
 int spool_event_get_str(const void *mp, size_t len, const char *key, const char **val,
@@ -766,6 +1005,7 @@ int spool_event_get_str(const void *mp, size_t len, const char *key, const char 
 	struct mp_item top, k, v;
 	if (rd_item(&r, &top) || top.kind != K_MAP)
 		return -EINVAL;
+	size_t klen = strlen(key);
 	for (uint64_t i = 0; i < top.u; i++) {
 		if (rd_item(&r, &k))
 			return -EINVAL;
@@ -773,7 +1013,7 @@ int spool_event_get_str(const void *mp, size_t len, const char *key, const char 
 			return -EINVAL;
 		if (rd_item(&r, &v))
 			return -EINVAL;
-		if (str_is(&k, key) && v.kind == K_STR) {
+		if (str_is_n(&k, key, klen) && v.kind == K_STR) {
 			*val = (const char *)v.ptr;
 			*vlen = v.len;
 			return 0;

@@ -62,11 +62,25 @@ enum {
 	SPOOL_JSON_DELIVERY = 1u << 1, /* inject metadata.delivery */
 };
 
+/* What the encoder keeps from one event to the next (the last c_client
+ * block, stored and encoded), so that a run of events from one process
+ * encodes that block once.  Zero-initialised it is empty; one memo per
+ * thread of calls. */
+struct spool_json_memo {
+	unsigned flags;
+	bool empty;	  /* the block had no member written */
+	size_t raw_len;	  /* 0: nothing kept */
+	size_t json_len;
+	unsigned char raw[512];
+	char json[1024];
+};
+
 struct spool_json_extra {
 	unsigned flags;		/* SPOOL_JSON_* */
 	uint64_t spool_seq;	/* SPOOL_JSON_SEQ */
 	uint32_t attempts;	/* SPOOL_JSON_DELIVERY */
 	double spooled_seconds; /* SPOOL_JSON_DELIVERY */
+	struct spool_json_memo *memo; /* optional (NULL: none), used with SPOOL_JSON_SEQ */
 };
 
 /* Appends the JSON object for the msgpack map in mp[0..len) to *out.

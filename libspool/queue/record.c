@@ -113,7 +113,19 @@ int spool_msgpack_check_map(const void *data, size_t len, const char **reason)
 			*reason = "msgpack event truncated";
 			return -1;
 		}
-		struct mp_tag t = mp_classify(p[pos++]);
+		unsigned char tag = p[pos++];
+		if (tag >= 0xa0 && tag <= 0xbf) {
+			/* the common short string, without the general path */
+			size_t sl = tag & 0x1fu;
+			if (sl > len - pos) {
+				*reason = "msgpack event truncated";
+				return -1;
+			}
+			pos += sl;
+			pending--;
+			continue;
+		}
+		struct mp_tag t = mp_classify(tag);
 		if (t.kind < 0) {
 			*reason = "msgpack event holds an invalid type byte";
 			return -1;

@@ -450,6 +450,108 @@ START_TEST(delivery_injection)
 }
 END_TEST
 
+/* An event with metadata.c_client {"pid": pid, "host": host}, and a
+ * stored spool_seq when stale. */
+static void pack_cclient_event(int pid, const char *host, bool stale)
+{
+	mp_begin();
+	msgpack_pack_map(&pk, 2);
+	str("message");
+	str("m");
+	str("metadata");
+	msgpack_pack_map(&pk, 1);
+	str("c_client");
+	msgpack_pack_map(&pk, stale ? 3 : 2);
+	str("pid");
+	msgpack_pack_int(&pk, pid);
+	if (stale) {
+		str("spool_seq");
+		msgpack_pack_int(&pk, 1);
+	}
+	str("host");
+	str(host);
+}
+
+START_TEST(memo_gives_the_same_text)
+{
+	/* the encoder's memo of the last c_client block: every event's text
+	 * is the one encoded without it, whether the block repeats or not */
+	static const struct {
+		int pid;
+		const char *host;
+		bool stale;
+		int kind; /* -1: pack_cclient_event(); else pack_event(kind) */
+	} seq[] = {
+	    {1, "a", false, -1}, {1, "a", false, -1}, {2, "a", false, -1}, {2, "a", true, -1},
+	    {2, "a", true, -1},	 {0, NULL, false, 2}, {0, NULL, false, 4}, {0, NULL, false, 2},
+	    {1, "a", false, -1}, {1, "ab", false, -1},
+	};
+	struct spool_json_memo memo = {0};
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		for (unsigned flags = SPOOL_JSON_SEQ; flags <= (SPOOL_JSON_SEQ | SPOOL_JSON_DELIVERY);
+		     flags += SPOOL_JSON_DELIVERY) {
+			if (seq[i].kind < 0)
+				pack_cclient_event(seq[i].pid, seq[i].host, seq[i].stale);
+			else
+				pack_event(seq[i].kind);
+			struct spool_json_extra x = {.flags = flags, .spool_seq = 100 + i, .attempts = 1,
+						     .spooled_seconds = 0.5};
+			char *want = enc(&x);
+			x.memo = &memo;
+			char *got = enc(&x);
+			ck_assert_msg(strcmp(got, want) == 0, "event %zu flags %u: %s, not %s", i, flags, got,
+				      want);
+			free(got);
+			free(want);
+		}
+	}
+	/* the memo is used: a block just encoded is taken from it */
+	pack_cclient_event(7, "h", false);
+	struct spool_json_extra x = {.flags = SPOOL_JSON_SEQ, .spool_seq = 1, .memo = &memo};
+	free(enc(&x));
+	ck_assert_uint_gt(memo.raw_len, 0);
+	char *p = memchr(memo.json, '7', memo.json_len);
+	ck_assert_ptr_nonnull(p);
+	*p = '8';
+	char *got = enc(&x);
+	ck_assert_msg(strstr(got, "\"pid\":8") != NULL, "memo not used: %s", got);
+	free(got);
+}
+END_TEST
+
+/* The delivery member's spooled_seconds, as the drain computes it (whole
+ * microseconds / 1e6), reads as the shortest %g text that reads back, the
+ * float rule of every other number. */
+START_TEST(spooled_seconds_text)
+{
+	static const long long us[] = {0,	  1,	     50,	99,	    100,	  101,
+				       250000,	  999999,    1000000,	1000001,    1500000,	  86400000000,
+				       123456789, 987654321, 1000000000001, 999999999999999, 1000000000000000};
+	for (size_t i = 0; i < sizeof(us) / sizeof(us[0]); i++) {
+		double d = (double)us[i] / 1e6;
+		char ref[40];
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(ref, sizeof(ref), "%.*g", prec, d);
+			if (strtod(ref, NULL) == d)
+				break;
+		}
+		if (!strpbrk(ref, ".eEn"))
+			strcat(ref, ".0");
+		mp_begin();
+		msgpack_pack_map(&pk, 1);
+		str("message");
+		str("m");
+		struct spool_json_extra x = {
+		    .flags = SPOOL_JSON_SEQ | SPOOL_JSON_DELIVERY, .spool_seq = 1, .attempts = 1, .spooled_seconds = d};
+		char *got = enc(&x);
+		char want[200];
+		snprintf(want, sizeof(want), "\"spooled_seconds\":%s}", ref);
+		ck_assert_msg(strstr(got, want) != NULL, "%lld us: %s lacks %s", us[i], got, want);
+		free(got);
+	}
+}
+END_TEST
+
 START_TEST(malformed_input_refused)
 {
 	struct spool_buf out = {0};
@@ -577,6 +679,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, nested_container_keys_stay_small);
 	tcase_add_test(tc, spool_seq_injection);
 	tcase_add_test(tc, delivery_injection);
+	tcase_add_test(tc, memo_gives_the_same_text);
+	tcase_add_test(tc, spooled_seconds_text);
 	tcase_add_test(tc, malformed_input_refused);
 	tcase_add_test(tc, fuzz_never_invalid_json);
 	tcase_add_test(tc, get_str_member);
