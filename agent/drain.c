@@ -253,8 +253,6 @@ static struct batch *batch_get(struct drain *d, size_t n)
 	}
 	b->next = NULL;
 	b->n = b->nbad = b->open = 0;
-	if (n <= b->cap) /* a range never started must read as "keep", not a past answer */
-		clear_outcomes(b->out, n);
 	b->failed = false;
 	b->json.len = b->ids.len = 0;
 	if (n > b->cap) {
@@ -272,8 +270,9 @@ static struct batch *batch_get(struct drain *d, size_t n)
 			return NULL;
 		}
 		b->cap = n;
-		clear_outcomes(b->out, n);
 	}
+	/* a range never started must read as "keep", not a past answer */
+	clear_outcomes(b->out, n);
 	return b;
 }
 

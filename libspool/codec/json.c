@@ -187,9 +187,9 @@ static int put_seconds(struct spool_buf *b, double d)
 	if ((double)us / 1e6 != d)
 		return put_double(b, d, false);
 	int rc = put_u64(b, us / 1000000, false);
-	unsigned frac = (unsigned)(us % 1000000);
 	if (rc)
 		return rc;
+	unsigned frac = (unsigned)(us % 1000000);
 	if (frac == 0)
 		return PUT_LIT(b, ".0");
 	char f[8] = {'.'};
