@@ -22,8 +22,8 @@
  * exactly once, nothing that was never tried, each stream in its order,
  * spool order (spool_seq) kept, the right pid in c_client.  The spool's
  * counters must agree (records taken in = acknowledged = events stored),
- * and the receiver's duplicates must stay within one batch per agent kill
- * or dropped answer.  Each test prints one FIGURES line and one line
+ * and the receiver's duplicates must stay within two batches per agent
+ * kill and one per dropped answer.  Each test prints one FIGURES line and one line
  * saying what was tried.
  *
  * SCENARIO_SIZE=short (default) or long; SPOOL_TEST_SEED replays the random
@@ -339,7 +339,7 @@ static void write_agent_config(const struct run *w)
 	        "    request_seconds: 20\n"
 	        /* one request at a time, of batch_size events: the checks below
 	         * hold the server's arrival order to the spool's, and bound the
-	         * duplicates by batch_size per kill (agent-link-crash covers a
+	         * duplicates by two batches per kill (agent-link-crash covers a
 	         * window of 4) */
 	        "batch_size: %d\n"
 	        "max_batch_size: %d\n"
@@ -736,13 +736,17 @@ static void run_scenario(const struct scenario *sc)
 	                  ? "some events entered the queue twice"
 	                  : "records left the queue without being stored");
 	/* A duplicate needs a request whose events the receiver stored but
-	 * whose answer the agent never applied: one in flight per kill, or one
-	 * dropped answer.  Each carries at most batch_size events. */
-	long dup_bound = (long)sc->batch_size * (w->agent_kills + dropped);
-	ck_assert_msg(
-	    dups <= dup_bound,
-	    "%s: %ld duplicates, more than %d (batch) x (%ld kills + %ld dropped answers)",
-	    sc->name, dups, sc->batch_size, w->agent_kills, dropped);
+	 * whose deletes never became durable.  Per kill that is at most two
+	 * batches with one request in flight: the one out, and the one
+	 * answered whose deletes the settler was still committing (the drain
+	 * reads the next batch while that commit runs; docs/agent.md).  Each
+	 * dropped answer adds one more.  Each carries at most batch_size
+	 * events. */
+	long dup_bound = (long)sc->batch_size * (2 * w->agent_kills + dropped);
+	ck_assert_msg(dups <= dup_bound,
+	              "%s: %ld duplicates, more than %d (batch) x (2 x %ld kills + %ld dropped "
+	              "answers)",
+	              sc->name, dups, sc->batch_size, w->agent_kills, dropped);
 	ck_assert_msg(v.promised > 0 && rounds > 0, "%s: nothing was tried", sc->name);
 
 	th_rx_stop(&w->rx);
