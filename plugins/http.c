@@ -195,7 +195,18 @@ void http_fail_call(const struct http_answer *a, enum http_fate fate, struct spo
 struct http_xfer {
 	CURL *easy;
 	struct curl_slist *headers;
-	struct spool_buf body; /* JSON */
+	/* The body (http_submit_events()): open, the JSON of each event with
+	 * sep between, close.  Read from the events themselves by on_read()
+	 * while the transfer runs; gathered into `body` when it is small or
+	 * to be compressed (start()). */
+	const struct spool_tx_event *ev;
+	size_t nev;
+	const char *piece[3]; /* open, sep, close */
+	size_t piece_len[3];
+	size_t body_len; /* of the JSON, uncompressed */
+	size_t at;	 /* on_read(): next piece (0 open, 2k+1 event k, 2k+2 sep or close) */
+	size_t off;	 /* on_read(): bytes of piece `at` already read */
+	struct spool_buf body; /* the JSON gathered */
 	struct spool_buf gz;   /* compressed body */
 	struct spool_buf resp; /* answer body */
 	double retry_after;
@@ -225,10 +236,78 @@ struct http_client {
 	size_t fixed_head;
 	struct http_xfer *xfers;
 	size_t nxfers;
-	size_t filling; /* index of the transfer http_body() handed out */
 	struct spool_tx_request **ready; /* finished without a transfer, or answered */
 	size_t nready;
 };
+
+/* Piece i of x's body (see struct http_xfer). */
+static const char *body_piece(const struct http_xfer *x, size_t i, size_t *len)
+{
+	if (i == 0) {
+		*len = x->piece_len[0];
+		return x->piece[0];
+	}
+	if (i % 2) {
+		*len = x->ev[i / 2].json_len;
+		return x->ev[i / 2].json;
+	}
+	size_t which = i == 2 * x->nev ? 2 : 1;
+	*len = x->piece_len[which];
+	return x->piece[which];
+}
+
+/* libcurl's read callback: the next bytes of the body, straight from the
+ * events (one copy, into libcurl's upload buffer). */
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+	struct http_xfer *x = ud;
+	size_t room = size * nitems, n = 0;
+	while (n < room && x->at <= 2 * x->nev) {
+		size_t len;
+		const char *p = body_piece(x, x->at, &len);
+		size_t take = len - x->off < room - n ? len - x->off : room - n;
+		memcpy(buf + n, p + x->off, take);
+		n += take;
+		x->off += take;
+		if (x->off == len) {
+			x->at++;
+			x->off = 0;
+		}
+	}
+	return n;
+}
+
+/* libcurl rewinds to send a body again (a request retried on a fresh
+ * connection after a kept-alive one died): only to the start. */
+static int on_seek(void *ud, curl_off_t offset, int origin)
+{
+	struct http_xfer *x = ud;
+	if (offset != 0 || origin != SEEK_SET)
+		return CURL_SEEKFUNC_CANTSEEK;
+	x->at = 0;
+	x->off = 0;
+	return CURL_SEEKFUNC_OK;
+}
+
+/* Bodies up to this size are gathered and handed to libcurl whole
+ * (libcurl's own limit for sending a POST body with its headers). */
+#define INLINE_BODY_MAX (64 * 1024)
+
+/* Gathers x's body into x->body. */
+static int gather_body(struct http_xfer *x)
+{
+	x->body.len = 0;
+	if (spool_buf_reserve(&x->body, x->body_len))
+		return -ENOMEM;
+	for (size_t i = 0; i <= 2 * x->nev; i++) {
+		size_t len;
+		const char *p = body_piece(x, i, &len);
+		if (len)
+			memcpy(x->body.data + x->body.len, p, len);
+		x->body.len += len;
+	}
+	return 0;
+}
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
@@ -312,6 +391,11 @@ static int setup_easy(struct http_client *c, struct http_xfer *x)
 		curl_easy_setopt(h, CURLOPT_PROXY, strcasecmp(proxy, "none") == 0 ? "" : proxy);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	/* used while CURLOPT_POSTFIELDS is NULL (an uncompressed body) */
+	curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+	curl_easy_setopt(h, CURLOPT_READDATA, x);
+	curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+	curl_easy_setopt(h, CURLOPT_SEEKDATA, x);
 	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -523,7 +607,6 @@ int http_client_create(const struct spool_tx_config *cfg, const char *path, http
 			http_client_destroy(c);
 			return -ENOMEM;
 		}
-	c->filling = SIZE_MAX;
 	*out = c;
 	return 0;
 }
@@ -557,17 +640,6 @@ void http_client_destroy(struct http_client *c)
 const struct spool_tx_config *http_config(const struct http_client *c)
 {
 	return c->cfg;
-}
-
-struct spool_buf *http_body(struct http_client *c)
-{
-	for (size_t i = 0; i < c->nxfers; i++)
-		if (!c->xfers[i].busy) {
-			c->filling = i;
-			c->xfers[i].body.len = 0;
-			return &c->xfers[i].body;
-		}
-	return NULL;
 }
 
 /* Compresses in[0, len) into out (a transfer's own buffer, kept from one
@@ -626,17 +698,27 @@ static int start(struct http_client *c, struct http_xfer *x)
 		curl_slist_free_all(hl);
 		return -ENOMEM;
 	}
-	const char *body = x->body.data ? x->body.data : "";
-	size_t len = x->body.len;
-	if (x->gzipped) {
-		int rc = gzip_body(c, &x->gz, body, len);
+	/* A large body is read by libcurl through on_read() (body NULL); a
+	 * small one is gathered and goes out in one write with the headers,
+	 * as libcurl sends a short CURLOPT_POSTFIELDS; one to compress is
+	 * gathered first too. */
+	const char *body = NULL;
+	size_t len = x->body_len;
+	if (x->gzipped || x->body_len <= INLINE_BODY_MAX) {
+		int rc = gather_body(x);
+		body = x->body.data ? x->body.data : "";
+		if (!rc && x->gzipped) {
+			rc = gzip_body(c, &x->gz, body, x->body.len);
+			body = x->gz.data;
+			len = x->gz.len;
+		}
 		if (rc) {
 			curl_slist_free_all(hl);
 			return rc;
 		}
-		body = x->gz.data;
-		len = x->gz.len;
 	}
+	x->at = 0;
+	x->off = 0;
 	char clen[48];
 	size_t head = c->fixed_head + list_bytes(hl) +
 		      (size_t)snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", len);
@@ -656,12 +738,34 @@ static int start(struct http_client *c, struct http_xfer *x)
 	return 0;
 }
 
-int http_submit(struct http_client *c, struct spool_tx_request *req, const char *idem)
+size_t http_events_len(const struct spool_tx_request *req, const char *open, const char *sep,
+		       const char *close)
 {
-	if (c->filling >= c->nxfers || c->xfers[c->filling].busy)
+	size_t n = strlen(open) + strlen(close);
+	for (size_t i = 0; i < req->count; i++)
+		n += req->events[i].json_len + (i ? strlen(sep) : 0);
+	return n;
+}
+
+int http_submit_events(struct http_client *c, struct spool_tx_request *req, const char *idem,
+		       const char *open, const char *sep, const char *close)
+{
+	if (req->count == 0)
+		return -EINVAL;
+	struct http_xfer *x = NULL;
+	for (size_t i = 0; i < c->nxfers && !x; i++)
+		if (!c->xfers[i].busy)
+			x = &c->xfers[i];
+	if (!x)
 		return -EBUSY;
-	struct http_xfer *x = &c->xfers[c->filling];
-	c->filling = SIZE_MAX;
+	x->ev = req->events;
+	x->nev = req->count;
+	const char *pieces[3] = {open, sep, close};
+	for (int i = 0; i < 3; i++) {
+		x->piece[i] = pieces[i];
+		x->piece_len[i] = strlen(pieces[i]);
+	}
+	x->body_len = http_events_len(req, open, sep, close);
 	snprintf(x->idem, sizeof(x->idem), "%s", idem ? idem : "");
 	x->req = req;
 	req->wire_bytes = 0; /* start() adds each attempt's: a 415's resend too */
@@ -723,7 +827,7 @@ static void finished(struct http_client *c, struct http_xfer *x, CURLcode cr)
 		.location = x->location,
 		.message = msg,
 	};
-	c->on_answer(c, x->req, &a, &x->body);
+	c->on_answer(c, x->req, &a, x->body_len);
 	c->ready[c->nready++] = x->req;
 	x->req = NULL;
 }

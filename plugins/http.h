@@ -94,9 +94,10 @@ struct http_client;
 struct http_xfer;
 
 /* What a transport does with a finished transfer: fill req->out and
- * req->status from the answer.  body is the JSON the transfer carried. */
+ * req->status from the answer.  body_len: bytes of the JSON the transfer
+ * carried (before any compression). */
 typedef void (*http_answer_fn)(struct http_client *c, struct spool_tx_request *req,
-			       const struct http_answer *a, const struct spool_buf *body);
+			       const struct http_answer *a, size_t body_len);
 
 /* path: "/api/v1/logs" or "/api/v1/logs/batch".  0 or a negative errno
  * with err filled. */
@@ -105,14 +106,20 @@ int http_client_create(const struct spool_tx_config *cfg, const char *path, http
 /* Abandons what is in flight (no answer is waited for) and frees. */
 void http_client_destroy(struct http_client *c);
 
-/* The body buffer a new request may fill before http_submit(), or NULL when
- * max_in_flight transfers are open already. */
-struct spool_buf *http_body(struct http_client *c);
-/* Starts a POST of the body just filled (http_body()), with an
- * Idempotency-Key when idem is not NULL, and sets req->wire_bytes (body as
- * sent and request headers; a resend after a 415 adds its own).  0, or a
- * negative errno (the transfer was not started). */
-int http_submit(struct http_client *c, struct spool_tx_request *req, const char *idem);
+/* Bytes of the body http_submit_events() sends for req, uncompressed. */
+size_t http_events_len(const struct spool_tx_request *req, const char *open, const char *sep,
+		       const char *close);
+/* Starts a POST whose body is open, then the JSON of req's events with sep
+ * between them, then close, with an Idempotency-Key when idem is not NULL,
+ * and sets req->wire_bytes (body as sent and request headers; a resend
+ * after a 415 adds its own).  The body is read from req->events while the
+ * transfer runs (they stay valid until the request is handed back), and
+ * gathered into one buffer only to be compressed.  open, sep and close
+ * must outlive the transfer too (string literals).  0, -EBUSY when
+ * max_in_flight transfers are open already, or another negative errno
+ * (the transfer was not started). */
+int http_submit_events(struct http_client *c, struct spool_tx_request *req, const char *idem,
+		       const char *open, const char *sep, const char *close);
 /* Hands req back finished without a transfer (out and status already
  * filled): the next http_poll() returns it. */
 void http_finish_now(struct http_client *c, struct spool_tx_request *req);

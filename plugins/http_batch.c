@@ -66,7 +66,7 @@ static void refuse_whole(struct spool_tx_request *req, int call, long status, co
 }
 
 static void batch_answer(struct http_client *c, struct spool_tx_request *req, const struct http_answer *a,
-			 const struct spool_buf *body)
+			 size_t body_len)
 {
 	(void)c;
 	long s = a->status;
@@ -115,7 +115,7 @@ static void batch_answer(struct http_client *c, struct spool_tx_request *req, co
 		 * how large it was and what the server said */
 		http_detail(a, detail, sizeof(detail));
 		snprintf(msg, sizeof(msg), "batch of %zu events (%zu bytes of JSON): %ld too large%s%s", req->count,
-			 body->len, s, detail[0] ? ": " : "", detail);
+			 body_len, s, detail[0] ? ": " : "", detail);
 		refuse_whole(req, SPOOL_TXC_SPLIT, s, msg);
 		return;
 	case HTTP_BISECT:
@@ -140,28 +140,23 @@ static void batch_destroy(void *st)
 	http_client_destroy(st);
 }
 
+/* The body: {"logs":[event,event,...]}, read from the events as it goes
+ * out (http_submit_events()). */
+#define BATCH_OPEN "{\"logs\":["
+#define BATCH_SEP ","
+#define BATCH_CLOSE "]}"
+
 static int batch_submit(void *st, struct spool_tx_request *req)
 {
 	struct http_client *c = st;
-	struct spool_buf *b = http_body(c);
-	if (!b)
-		return -EBUSY;
-	int rc = spool_buf_append(b, "{\"logs\":[", 9);
-	for (size_t i = 0; i < req->count && !rc; i++) {
-		if (i)
-			rc = spool_buf_append(b, ",", 1);
-		if (!rc)
-			rc = spool_buf_append(b, req->events[i].json, req->events[i].json_len);
-	}
-	if (!rc)
-		rc = spool_buf_append(b, "]}", 2);
-	if (rc)
-		return rc;
+	if (req->count == 0)
+		return -EINVAL;
+	size_t len = http_events_len(req, BATCH_OPEN, BATCH_SEP, BATCH_CLOSE);
 	size_t maxb = http_config(c)->max_body_bytes;
-	if (maxb && req->count > 1 && b->len > maxb) {
+	if (maxb && req->count > 1 && len > maxb) {
 		req->status.call = SPOOL_TXC_SPLIT;
 		snprintf(req->status.message, sizeof(req->status.message),
-			 "batch body of %zu bytes is over max_batch_bytes %zu", b->len, maxb);
+			 "batch body of %zu bytes is over max_batch_bytes %zu", len, maxb);
 		http_finish_now(c, req);
 		return 0;
 	}
@@ -172,7 +167,7 @@ static int batch_submit(void *st, struct spool_tx_request *req)
 		snprintf(idem, sizeof(idem), "%s-%zu", first->client_event_id, req->count);
 	else
 		snprintf(idem, sizeof(idem), "seq%llu-%zu", (unsigned long long)first->seq, req->count);
-	return http_submit(c, req, idem);
+	return http_submit_events(c, req, idem, BATCH_OPEN, BATCH_SEP, BATCH_CLOSE);
 }
 
 static int batch_poll(void *st, double timeout, struct spool_tx_request **done, size_t max)

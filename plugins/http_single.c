@@ -11,10 +11,10 @@
 #include "transports.h"
 
 static void single_answer(struct http_client *c, struct spool_tx_request *req, const struct http_answer *a,
-			  const struct spool_buf *body)
+			  size_t body_len)
 {
 	(void)c;
-	(void)body;
+	(void)body_len;
 	struct spool_tx_outcome *o = &req->out[0];
 	long s = a->status;
 	enum http_fate fate = http_fate(s, HTTP_USE_SINGLE);
@@ -55,11 +55,8 @@ static int single_submit(void *st, struct spool_tx_request *req)
 	struct http_client *c = st;
 	if (req->count != 1)
 		return -EINVAL; /* SPOOL_TX_F_ONE_PER_REQUEST */
-	struct spool_buf *b = http_body(c);
-	if (!b)
-		return -EBUSY;
-	int rc = spool_buf_append(b, req->events[0].json, req->events[0].json_len);
-	return rc ? rc : http_submit(c, req, NULL);
+	/* the body is the event's JSON itself */
+	return http_submit_events(c, req, NULL, "", "", "");
 }
 
 static int single_poll(void *st, double timeout, struct spool_tx_request **done, size_t max)

@@ -76,6 +76,9 @@ struct spool_env {
 	int64_t gc_last_ns; /* duration of the last commit */
 	/* write.c and admit.c: no record of severity s lies below evict_hint[s] */
 	uint64_t evict_hint[SPOOL_NSEV];
+	/* read.c: the range of the map last populated around the backlog
+	 * reader (a hint only; races are harmless) */
+	_Atomic uintptr_t ahead_lo, ahead_hi;
 };
 
 int spool_env_acquire(const char *dir, const struct spool_options *opt, struct spool_env **out,

@@ -41,51 +41,6 @@ void spool_deadline(struct timespec *ts, double seconds)
 	ts->tv_nsec = (long)(ns % 1000000000);
 }
 
-void spool_put_be64(unsigned char *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
-}
-
-uint64_t spool_get_be64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-void spool_put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
-}
-
-uint64_t spool_get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-void spool_put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
-}
-
-uint32_t spool_get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int spool_mkdirs(const char *path, mode_t mode)
 {
 	char buf[4096];

@@ -17,12 +17,55 @@
 int64_t spool_now_us(void);                               /* CLOCK_REALTIME */
 int64_t spool_mono_ns(void);                              /* CLOCK_MONOTONIC */
 void spool_deadline(struct timespec *ts, double seconds); /* CLOCK_MONOTONIC absolute */
-void spool_put_be64(unsigned char *p, uint64_t v);
-uint64_t spool_get_be64(const unsigned char *p);
-void spool_put_le64(unsigned char *p, uint64_t v);
-uint64_t spool_get_le64(const unsigned char *p);
-void spool_put_le32(unsigned char *p, uint32_t v);
-uint32_t spool_get_le32(const unsigned char *p);
+
+/* Byte order of keys (big-endian, so LMDB's byte order is sequence order)
+ * and record headers (little-endian).  Inline: the reader calls them for
+ * every record; the compiler makes each one load or store. */
+static inline void spool_put_be64(unsigned char *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t spool_get_be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void spool_put_le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t spool_get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static inline void spool_put_le32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++) {
+		p[i] = (unsigned char)v;
+		v >>= 8;
+	}
+}
+
+static inline uint32_t spool_get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 int spool_mkdirs(const char *path, mode_t mode);
 /* A shared spool is a directory that is setgid and writable by its group
  * (the system spool, 2770 root:master-log): every file in it is made 0660

@@ -486,6 +486,37 @@ START_TEST(lost_answer_resent_without_loss)
 }
 END_TEST
 
+/* The answer lost on a kept-alive connection: libcurl sends the request
+ * again on a fresh one by itself, rewinding the body, which it reads from
+ * the events when it is over 64 KiB and not compressed (plugins/http.c,
+ * on_read() and on_seek(); batches of 400 events here).  The resend must
+ * carry the whole body: the receiver takes it as 400 duplicates, nothing is
+ * refused, and the agent never sees a failure (--once exits 0: without a
+ * working rewind libcurl gives up, and --once stops with 3). */
+START_TEST(lost_answer_on_kept_alive_connection_resent_whole)
+{
+	bool gzip = _i == 1;
+	struct th_dir d;
+	struct th_rx rx;
+	th_dir_make(&d, "rewind");
+	th_rx_start(&rx, d.out, "--drop-after-store", "1", "--drop-skip", "1", NULL);
+	th_fill(d.spool, 1, 1200, 0);
+	th_config(&d, rx.url,
+		  gzip ? "batch_size: 400\nmax_batch_size: 400\nmax_in_flight: 1\nhttp:\n  gzip: true\n"
+		       : "batch_size: 400\nmax_batch_size: 400\nmax_in_flight: 1\nhttp:\n  gzip: false\n");
+	ck_assert_int_eq(th_agent_run(&d, 60, "--once", NULL), 0);
+	assert_delivered_in_order(d.out, 1200);
+	ck_assert_int_eq(th_rx_stat(&rx, "dropped"), 1);
+	ck_assert_int_eq(th_rx_stat(&rx, "duplicates"), 400);
+	ck_assert_int_gt(th_rx_stat(&rx, "bytes_inflated"), 4 * 64 * 1024); /* bodies over 64 KiB */
+	ck_assert_int_eq(th_rx_stat(&rx, "rejected"), 0);
+	ck_assert_int_eq(th_rx_stat(&rx, "requests"), 4); /* 3 batches and the resend */
+	ck_assert_int_eq(th_stats(d.spool).dead, 0);
+	th_rx_stop(&rx);
+	th_dir_remove(&d);
+}
+END_TEST
+
 /* min_request_interval_seconds spaces request starts, inside a fall-back
  * to single sends too: 4 requests take at least 3 intervals. */
 START_TEST(min_request_interval_paces)
@@ -672,6 +703,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, min_request_interval_paces);
 	tcase_add_test(tc, corrupt_record_dead_lettered);
 	tcase_add_test(tc, file_transport);
+	tcase_add_loop_test(tc, lost_answer_on_kept_alive_connection_resent_whole, 0, 2);
 	tcase_add_test(tc, max_age_drops_and_counts);
 	tcase_add_test(tc, delivery_metadata_added);
 	tcase_add_loop_test(tc, no_answer_is_transient, 0, 3);

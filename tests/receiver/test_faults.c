@@ -409,6 +409,31 @@ START_TEST(drop_after_store_batch_then_duplicates)
 }
 END_TEST
 
+/* --drop-skip 2: the first two 2xx requests are answered, the third is
+ * stored and dropped, the fourth answered again. */
+START_TEST(drop_skip_answers_first)
+{
+	const char *args[] = { "--drop-after-store", "1", "--drop-skip", "2", NULL };
+	struct rx rx;
+	struct resp r;
+	rx_start(&rx, args);
+	for (int i = 1; i <= 4; i++) {
+		char *ev = event_text(i, "skip then drop");
+		rx_post(&rx, SINGLE, ev, &r);
+		if (i == 3)
+			ck_assert_msg(r.rc != CURLE_OK, "request 3 got an answer: %ld", r.status);
+		else
+			ck_assert_msg(r.rc == CURLE_OK && r.status == 201,
+				      "request %d: curl %d, status %ld", i, (int)r.rc, r.status);
+		resp_free(&r);
+		free(ev);
+	}
+	ck_assert_uint_eq(out_count(&rx), 4);
+	ck_assert_int_eq(rx_stat(&rx, "dropped"), 1);
+	ck_assert_int_eq(rx_stop(&rx), 0);
+}
+END_TEST
+
 START_TEST(drop_rate_one_drops_only_2xx)
 {
 	const char *args[] = { "--drop-rate", "1", NULL };
@@ -523,6 +548,7 @@ TCase *faults_tcase(void)
 	tcase_add_test(tc, no_gzip_answers_415_to_gzip);
 	tcase_add_test(tc, drop_after_store_single_then_duplicate);
 	tcase_add_test(tc, drop_after_store_batch_then_duplicates);
+	tcase_add_test(tc, drop_skip_answers_first);
 	tcase_add_test(tc, drop_rate_one_drops_only_2xx);
 	tcase_add_test(tc, slow_body_dribbles_the_answer);
 	tcase_add_test(tc, bad_json_2xx_keeps_status_breaks_body);

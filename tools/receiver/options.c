@@ -128,6 +128,9 @@ static const struct opt_row rows[] = {
 	{ "drop-after-store", T_LONG, "0", AT(drop_after_store), 0, LONG_MAX, "N",
 	  "for the first N requests that would get a 2xx, store the events "
 	  "and then close the connection without answering", NULL },
+	{ "drop-skip", T_LONG, "0", AT(drop_skip), 0, LONG_MAX, "N",
+	  "with --drop-after-store: answer the first N such requests before "
+	  "the drops begin (a drop on a kept-alive connection)", NULL },
 	{ "drop-rate", T_PROB, "0", AT(drop_rate), 0, 0, "P",
 	  "the same, for each such request with probability P", NULL },
 	{ "slow-body-ms", T_LONG, "0", AT(slow_body_ms), 0, 3600000, "N",

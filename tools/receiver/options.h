@@ -47,6 +47,7 @@ struct rx_config {
 	long no_batch_status;
 	bool no_gzip;
 	long drop_after_store;
+	long drop_skip;
 	double drop_rate;
 	long slow_body_ms;
 	long slow_body_chunk;

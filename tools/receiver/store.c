@@ -25,6 +25,7 @@ struct store {
 	uint64_t rng;
 	long fail_first_left;
 	long drop_first_left;
+	long drop_skip_left;
 	struct store_counts counts;
 	_Atomic uint64_t request_bytes; /* outside the lock: per body piece */
 	char last_user_agent[256];
@@ -61,6 +62,7 @@ int store_create(const struct rx_config *cfg, struct store **out)
 	s->rng = (uint64_t)cfg->seed;
 	s->fail_first_left = cfg->fail_first;
 	s->drop_first_left = cfg->drop_after_store;
+	s->drop_skip_left = cfg->drop_skip;
 
 	/* A tag that differs between runs, so ids of two runs differ. */
 	struct timespec now;
@@ -137,7 +139,9 @@ bool store_pick_drop(struct store *s)
 {
 	bool drop = false;
 	pthread_mutex_lock(&s->lock);
-	if (s->drop_first_left > 0) {
+	if (s->drop_first_left > 0 && s->drop_skip_left > 0) {
+		s->drop_skip_left--;
+	} else if (s->drop_first_left > 0) {
 		s->drop_first_left--;
 		drop = true;
 	} else if (s->cfg->drop_rate > 0 &&
