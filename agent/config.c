@@ -243,6 +243,12 @@ void config_print_keys(FILE *f, const struct agent_config *cfg)
 	}
 }
 
+void config_print_section(FILE *f, const struct spool_transport *tx)
+{
+	for (size_t i = 0; i < tx->noptions; i++)
+		print_row(f, tx->section ? tx->section : "", &tx->options[i]);
+}
+
 size_t config_key_count(void)
 {
 	struct listed l[MAX_LISTED];

@@ -94,6 +94,9 @@ const struct spool_tx_value *config_value(const struct agent_config *cfg, const 
  * then those of cfg's chain loaded from shared objects; cfg may be NULL)
  * with its type, default, variable and description. */
 void config_print_keys(FILE *f, const struct agent_config *cfg);
+/* Prints the keys of one section (tx->section, tx->options), one row each
+ * as config_print_keys() does. */
+void config_print_section(FILE *f, const struct spool_transport *tx);
 
 /* What a key holds: the transport ABI's types and kinds, and two kinds of
  * the agent's own. */

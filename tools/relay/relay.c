@@ -703,6 +703,8 @@ static void usage(FILE *f)
 		"                      and relay: (consumer, dead_letter_subject, ack_wait_seconds,\n"
 		"                      max_ack_pending)\n"
 		"      --check-config  validate the configuration, then exit\n"
+		"      --help-config   list the relay's own keys (section relay:) with their\n"
+		"                      defaults; spool-agent --help-config lists the others\n"
 		"      --log-level L   error, warning, info or debug\n"
 		"  status [--json]     the consumer's state (pending, in flight, redelivered)\n"
 		"  -h, --help          this text\n"
@@ -730,6 +732,14 @@ int main(int argc, char **argv)
 			/* status prints JSON (the only form) */
 		} else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
 			usage(stdout);
+			return 0;
+		} else if (!strcmp(a, "--help-config")) {
+			printf("mlog-relay's own keys:\n\n");
+			config_print_section(stdout, &relay_section);
+			printf("\nThe relay reads spool-agent's keys too (transports, http:, batch_size,\n"
+			       "max_in_flight, retry:, log:, ...) and the section nats: (servers,\n"
+			       "credentials, tls, stream): `spool-agent --help-config` and\n"
+			       "spool-agent.yaml(5) list them; mlog-relay(8) says which it uses.\n");
 			return 0;
 		} else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
 			printf("mlog-relay (%s) %s (transport ABI %d, libnats %s)\n", SPOOL_PROJECT_NAME,
