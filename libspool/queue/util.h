@@ -3,10 +3,12 @@
 #ifndef SPOOL_QUEUE_UTIL_H
 #define SPOOL_QUEUE_UTIL_H
 
+#include <endian.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -19,51 +21,45 @@ int64_t spool_mono_ns(void);                              /* CLOCK_MONOTONIC */
 void spool_deadline(struct timespec *ts, double seconds); /* CLOCK_MONOTONIC absolute */
 
 /* Byte order of keys (big-endian, so LMDB's byte order is sequence order)
- * and record headers (little-endian).  Inline: the reader calls them for
- * every record; the compiler makes each one load or store. */
+ * and record headers (little-endian), at any alignment.  Inline: the reader
+ * calls them for every record. */
 static inline void spool_put_be64(unsigned char *p, uint64_t v)
 {
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
+	v = htobe64(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 static inline uint64_t spool_get_be64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return be64toh(v);
 }
 
 static inline void spool_put_le64(unsigned char *p, uint64_t v)
 {
-	for (int i = 0; i < 8; i++) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
+	v = htole64(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 static inline uint64_t spool_get_le64(const unsigned char *p)
 {
-	uint64_t v = 0;
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return le64toh(v);
 }
 
 static inline void spool_put_le32(unsigned char *p, uint32_t v)
 {
-	for (int i = 0; i < 4; i++) {
-		p[i] = (unsigned char)v;
-		v >>= 8;
-	}
+	v = htole32(v);
+	memcpy(p, &v, sizeof(v));
 }
 
 static inline uint32_t spool_get_le32(const unsigned char *p)
 {
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return le32toh(v);
 }
 
 int spool_mkdirs(const char *path, mode_t mode);
