@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check_main.h"
 #include "harness.h"
 
 double th_now(void)
@@ -34,8 +35,11 @@ const char *th_prog(const char *env)
 void th_dir_make(struct th_dir *d, const char *tag)
 {
 	memset(d, 0, sizeof(*d));
-	snprintf(d->root, sizeof(d->root), "/tmp/agent-test-%s-XXXXXX", tag);
-	ck_assert_ptr_nonnull(mkdtemp(d->root));
+	char name[96];
+	snprintf(name, sizeof(name), "agent-test-%s", tag);
+	/* removed by the runner if the test fails before th_dir_remove() */
+	int rc = tc_scratch_dir(d->root, sizeof(d->root), name);
+	ck_assert_msg(rc == 0, "scratch folder for %s: %s", tag, strerror(-rc));
 	snprintf(d->spool, sizeof(d->spool), "%s/spool", d->root);
 	snprintf(d->out, sizeof(d->out), "%s/out.jsonl", d->root);
 	snprintf(d->config, sizeof(d->config), "%s/agent.yaml", d->root);

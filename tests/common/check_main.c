@@ -1,9 +1,62 @@
 /* One main() for the Check test programs: see check_main.h. */
 #include "check_main.h"
 
+#include <errno.h>
+#include <ftw.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* The runner's mark in its scratch folders' names (tc_scratch_dir()): set
+ * in the environment by tc_run_with(), so that the forked tests see it. */
+#define RUN_ENV "TC_RUN_ID"
+
+int tc_scratch_dir(char *buf, size_t len, const char *name)
+{
+	const char *run = getenv(RUN_ENV);
+	char own[32];
+	if (!run || !*run) {
+		snprintf(own, sizeof(own), "r%ld", (long)getpid());
+		run = own;
+	}
+	if ((size_t)snprintf(buf, len, "/tmp/%s-%s-XXXXXX", name, run) >= len)
+		return -ENAMETOOLONG;
+	return mkdtemp(buf) ? 0 : -errno;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+/* Removes what tc_scratch_dir() made for this runner and is still there. */
+static void scratch_sweep(const char *run)
+{
+	char pattern[64];
+	snprintf(pattern, sizeof(pattern), "/tmp/*-%s-??????", run);
+	glob_t g;
+	if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
+		return;
+	for (size_t i = 0; i < g.gl_pathc; i++) {
+		/* AGENT_TEST_KEEP: the agent harness keeps its folders (passed
+		 * or not) for a look afterwards */
+		if (getenv("TC_KEEP") || getenv("AGENT_TEST_KEEP")) {
+			fprintf(stderr, "tests: kept %s\n", g.gl_pathv[i]);
+			continue;
+		}
+		nftw(g.gl_pathv[i], rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		fprintf(stderr, "tests: removed %s, left by a test that did not finish (TC_KEEP=1 keeps it)\n",
+			g.gl_pathv[i]);
+	}
+	globfree(&g);
+}
 
 int tc_run_with(Suite *const *suites, size_t n, const struct tc_options *opt)
 {
@@ -24,9 +77,13 @@ int tc_run_with(Suite *const *suites, size_t n, const struct tc_options *opt)
 		if (f && strcmp(f, "no") == 0)
 			srunner_set_fork_status(sr, CK_NOFORK);
 	}
+	char run[32];
+	snprintf(run, sizeof(run), "r%ld", (long)getpid());
+	setenv(RUN_ENV, run, 1);
 	srunner_run_all(sr, opt->print);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
+	scratch_sweep(run);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 

@@ -44,4 +44,11 @@ int tc_run_suites(Suite *const *suites, size_t n);
  * CK_VERBOSITY (CK_ENV): what the spool tests used to run their suites with. */
 int tc_run_forked(Suite *s);
 
+/* Makes a scratch folder /tmp/NAME-rPID-XXXXXX for a test (PID: the test
+ * program's runner) and writes its path to buf: 0, or a negative errno.
+ * When the runner ends, tc_run_with() removes every such folder its tests
+ * left, unless TC_KEEP (or AGENT_TEST_KEEP) is set: a failed check ends a
+ * forked test at once, before the test's own clean-up. */
+int tc_scratch_dir(char *buf, size_t len, const char *name);
+
 #endif
