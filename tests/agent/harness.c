@@ -3,7 +3,6 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <msgpack.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,20 +45,11 @@ void th_dir_make(struct th_dir *d, const char *tag)
 	snprintf(d->log, sizeof(d->log), "%s/agent.log", d->root);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 void th_dir_remove(struct th_dir *d)
 {
 	if (getenv("AGENT_TEST_KEEP"))
 		return;
-	nftw(d->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	tc_remove_tree(d->root);
 }
 
 /* ---- events ---- */

@@ -36,6 +36,11 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
 	return 0;
 }
 
+void tc_remove_tree(const char *path)
+{
+	nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 /* Removes what tc_scratch_dir() made for this runner and is still there. */
 static void scratch_sweep(const char *run)
 {
@@ -51,7 +56,7 @@ static void scratch_sweep(const char *run)
 			fprintf(stderr, "tests: kept %s\n", g.gl_pathv[i]);
 			continue;
 		}
-		nftw(g.gl_pathv[i], rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		tc_remove_tree(g.gl_pathv[i]);
 		fprintf(stderr, "tests: removed %s, left by a test that did not finish (TC_KEEP=1 keeps it)\n",
 			g.gl_pathv[i]);
 	}

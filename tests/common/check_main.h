@@ -50,5 +50,7 @@ int tc_run_forked(Suite *s);
  * left, unless TC_KEEP (or AGENT_TEST_KEEP) is set: a failed check ends a
  * forked test at once, before the test's own clean-up. */
 int tc_scratch_dir(char *buf, size_t len, const char *name);
+/* Removes path and everything below it (links are not followed). */
+void tc_remove_tree(const char *path);
 
 #endif
