@@ -748,7 +748,7 @@ size_t http_events_len(const struct spool_tx_request *req, const char *open, con
 }
 
 int http_submit_events(struct http_client *c, struct spool_tx_request *req, const char *idem,
-		       const char *open, const char *sep, const char *close)
+		       const char *open, const char *sep, const char *close, size_t body_len)
 {
 	if (req->count == 0)
 		return -EINVAL;
@@ -765,7 +765,7 @@ int http_submit_events(struct http_client *c, struct spool_tx_request *req, cons
 		x->piece[i] = pieces[i];
 		x->piece_len[i] = strlen(pieces[i]);
 	}
-	x->body_len = http_events_len(req, open, sep, close);
+	x->body_len = body_len ? body_len : http_events_len(req, open, sep, close);
 	snprintf(x->idem, sizeof(x->idem), "%s", idem ? idem : "");
 	x->req = req;
 	req->wire_bytes = 0; /* start() adds each attempt's: a 415's resend too */

@@ -117,9 +117,10 @@ size_t http_events_len(const struct spool_tx_request *req, const char *open, con
  * gathered into one buffer only to be compressed.  open, sep and close
  * must outlive the transfer too (string literals).  0, -EBUSY when
  * max_in_flight transfers are open already, or another negative errno
- * (the transfer was not started). */
+ * (the transfer was not started).  body_len: http_events_len() of the
+ * same arguments when the caller has it already, or 0 to have it counted. */
 int http_submit_events(struct http_client *c, struct spool_tx_request *req, const char *idem,
-		       const char *open, const char *sep, const char *close);
+		       const char *open, const char *sep, const char *close, size_t body_len);
 /* Hands req back finished without a transfer (out and status already
  * filled): the next http_poll() returns it. */
 void http_finish_now(struct http_client *c, struct spool_tx_request *req);

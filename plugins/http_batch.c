@@ -167,7 +167,7 @@ static int batch_submit(void *st, struct spool_tx_request *req)
 		snprintf(idem, sizeof(idem), "%s-%zu", first->client_event_id, req->count);
 	else
 		snprintf(idem, sizeof(idem), "seq%llu-%zu", (unsigned long long)first->seq, req->count);
-	return http_submit_events(c, req, idem, BATCH_OPEN, BATCH_SEP, BATCH_CLOSE);
+	return http_submit_events(c, req, idem, BATCH_OPEN, BATCH_SEP, BATCH_CLOSE, len);
 }
 
 static int batch_poll(void *st, double timeout, struct spool_tx_request **done, size_t max)

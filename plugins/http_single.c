@@ -56,7 +56,7 @@ static int single_submit(void *st, struct spool_tx_request *req)
 	if (req->count != 1)
 		return -EINVAL; /* SPOOL_TX_F_ONE_PER_REQUEST */
 	/* the body is the event's JSON itself */
-	return http_submit_events(c, req, NULL, "", "", "");
+	return http_submit_events(c, req, NULL, "", "", "", 0);
 }
 
 static int single_poll(void *st, double timeout, struct spool_tx_request **done, size_t max)

@@ -14,12 +14,18 @@
  * in the environment by tc_run_with(), so that the forked tests see it. */
 #define RUN_ENV "TC_RUN_ID"
 
+/* This process's mark: "r" and its pid. */
+static void run_mark(char *buf, size_t len)
+{
+	snprintf(buf, len, "r%ld", (long)getpid());
+}
+
 int tc_scratch_dir(char *buf, size_t len, const char *name)
 {
 	const char *run = getenv(RUN_ENV);
 	char own[32];
 	if (!run || !*run) {
-		snprintf(own, sizeof(own), "r%ld", (long)getpid());
+		run_mark(own, sizeof(own));
 		run = own;
 	}
 	if ((size_t)snprintf(buf, len, "/tmp/%s-%s-XXXXXX", name, run) >= len)
@@ -83,7 +89,7 @@ int tc_run_with(Suite *const *suites, size_t n, const struct tc_options *opt)
 			srunner_set_fork_status(sr, CK_NOFORK);
 	}
 	char run[32];
-	snprintf(run, sizeof(run), "r%ld", (long)getpid());
+	run_mark(run, sizeof(run));
 	setenv(RUN_ENV, run, 1);
 	srunner_run_all(sr, opt->print);
 	int failed = srunner_ntests_failed(sr);
