@@ -3,7 +3,14 @@
  * 127.0.0.1, at batch sizes 100 and 1,000, with and without gzip.  Prints one
  * JSON object: per case events/s and the agent's own CPU seconds per million
  * events (from wait4()), beside the machine's limit measured in the same run
- * (raw fdatasync latency: the agent commits one synced delete per batch).
+ * (raw fdatasync latency: the agent commits one synced delete per batch),
+ * and the storage floor of the same spool: raw LMDB reading every record
+ * once (its bytes checksummed, as the agent checks them) and deleting it,
+ * in synced transactions of 1,000 records, in a child process whose CPU is
+ * counted the same way ("store_floor"; each case's "ratio_to_store_floor"
+ * is its CPU over that floor's: what the agent adds to the storage's own
+ * work).  Each drain starts from a copy of the template written out to the
+ * disk first (spool_copy()).
  * Also the encoder alone ("encode": CPU ns per event to turn a stored event
  * into its JSON, as the agent does, beside copying the same JSON bytes).
  *
@@ -15,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <libdeflate.h>
+#include <lmdb.h>
 #include <inttypes.h>
 #include <msgpack.h>
 #include <signal.h>
@@ -229,6 +238,59 @@ static int run(const char *const *argv, struct rusage *ru)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+/* The storage floor (see the top): CPU seconds to read and delete every
+ * record of the spool in dir with raw LMDB, `batch` records per synced
+ * transaction, in a child process.  Negative when it could not run or did
+ * not find the n records. */
+static double store_floor(const char *dir, int batch, uint64_t n)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi dbi;
+		uint32_t sum = 0;
+		uint64_t gone = 0;
+		if (mdb_env_create(&env) || mdb_env_set_maxdbs(env, 8) ||
+		    mdb_env_set_mapsize(env, (size_t)64 << 30) || mdb_env_open(env, dir, MDB_NOTLS, 0600))
+			_exit(2);
+		if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_dbi_open(txn, "events", 0, &dbi) ||
+		    mdb_txn_commit(txn))
+			_exit(3);
+		for (int done = batch; done > 0;) {
+			MDB_cursor *cur;
+			if (mdb_txn_begin(env, NULL, 0, &txn) || mdb_cursor_open(txn, dbi, &cur))
+				_exit(4);
+			MDB_val k, v;
+			int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+			for (done = 0; done < batch && rc == 0; done++) {
+				sum = libdeflate_crc32(sum, v.mv_data, v.mv_size);
+				if (mdb_cursor_del(cur, 0))
+					_exit(5);
+				rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
+			}
+			gone += (uint64_t)done;
+			mdb_cursor_close(cur);
+			if (mdb_txn_commit(txn))
+				_exit(6);
+		}
+		mdb_env_close(env);
+		if (gone != n)
+			_exit(7);
+		_exit(sum == 1 ? 8 : 0); /* the sum is used, so the reads stay */
+	}
+	int st;
+	struct rusage ru;
+	if (wait4(pid, &st, 0, &ru) != pid)
+		die("wait4");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return -1;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 struct rx {
 	pid_t pid;
 	int port;
@@ -258,6 +320,24 @@ static void rx_stop(struct rx *rx)
 {
 	kill(rx->pid, SIGTERM);
 	waitpid(rx->pid, NULL, 0);
+}
+
+/* A fresh copy of the template spool at spool, written out to the disk: a
+ * copy's pages still dirty in the page cache would be written by the first
+ * fdatasync of whoever drains it, and charged to that process, which the
+ * spool a producer committed never asks. */
+static void spool_copy(const char *tmpl, const char *spool)
+{
+	const char *rm[] = {"/bin/rm", "-rf", spool, NULL};
+	run(rm, NULL);
+	const char *cp[] = {"/bin/cp", "-a", tmpl, spool, NULL};
+	if (run(cp, NULL))
+		die("cp of the template spool failed");
+	char data[600];
+	snprintf(data, sizeof(data), "%s/data.mdb", spool);
+	const char *sy[] = {"/bin/sync", data, NULL};
+	if (run(sy, NULL))
+		die("sync of the copied spool failed");
 }
 
 /* Raw fdatasync latency of a 4 KiB overwrite in dir, median of 50. */
@@ -372,18 +452,25 @@ int main(int argc, char **argv)
 		int gzip;
 	} cases[] = {{100, 0}, {1000, 0}, {100, 1}, {1000, 1}};
 	struct enc_figures ef = encode_figures(n < 100000 ? n : 100000);
+	/* the storage floor, on a copy of the same spool: 1,000 records per
+	 * synced transaction (the agent groups the deletes of the batches
+	 * answered together, so its transactions are as large or larger) */
+	enum { FLOOR_BATCH = 1000 };
+	spool_copy(tmpl, spool);
+	double floor_cpu = store_floor(spool, FLOOR_BATCH, n);
+	if (floor_cpu < 0)
+		die("the storage floor pass failed (raw LMDB read and delete)");
 	printf("{\"bench\":\"agent-drain\",\"events\":%" PRIu64 ",\"fill_seconds\":%.3f,"
 	       "\"fdatasync_seconds\":%.6f,\"agent_start_cpu_seconds\":%.4f,"
 	       "\"encode\":{\"events\":%" PRIu64 ",\"json_bytes_per_event\":%.0f,\"ns_per_event\":%.1f,"
-	       "\"memcpy_ns_per_event\":%.1f,\"ratio_to_memcpy\":%.2f},\"cases\":[",
-	       n, fill_s, fs, start_cpu, ef.events, ef.json_bytes, ef.enc_ns, ef.copy_ns, ef.enc_ns / ef.copy_ns);
+	       "\"memcpy_ns_per_event\":%.1f,\"ratio_to_memcpy\":%.2f},"
+	       "\"store_floor\":{\"records_per_transaction\":%d,\"cpu_seconds_per_million\":%.3f},"
+	       "\"cases\":[",
+	       n, fill_s, fs, start_cpu, ef.events, ef.json_bytes, ef.enc_ns, ef.copy_ns, ef.enc_ns / ef.copy_ns,
+	       (int)FLOOR_BATCH, floor_cpu / (double)n * 1e6);
 	int failed = 0;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const char *cp[] = {"/bin/rm", "-rf", spool, NULL};
-		run(cp, NULL);
-		const char *cp2[] = {"/bin/cp", "-a", tmpl, spool, NULL};
-		if (run(cp2, NULL))
-			die("cp of the template spool failed");
+		spool_copy(tmpl, spool);
 		struct rx rx;
 		rx_start(&rx, rx_exe, tmp);
 		FILE *f = fopen(conf, "w");
@@ -416,10 +503,11 @@ int main(int argc, char **argv)
 		printf("%s{\"batch_size\":%d,\"gzip\":%s,\"exit\":%d,\"seconds\":%.3f,\"events_per_sec\":%.0f,"
 		       "\"agent_cpu_seconds\":%.3f,\"agent_cpu_seconds_per_million\":%.3f,"
 		       "\"after_start_cpu_seconds_per_million\":%.3f,\"agent_minor_faults\":%ld,"
-		       "\"fsync_bound_events_per_sec\":%.0f,\"ratio_to_fsync_bound\":%.3f}",
+		       "\"fsync_bound_events_per_sec\":%.0f,\"ratio_to_fsync_bound\":%.3f,"
+		       "\"ratio_to_store_floor\":%.2f}",
 		       i ? "," : "", cases[i].batch, cases[i].gzip ? "true" : "false", rc, secs, eps, cpu,
 		       cpu / (double)n * 1e6, (cpu - start_cpu) / (double)n * 1e6, ru.ru_minflt,
-		       sync_bound, eps / sync_bound);
+		       sync_bound, eps / sync_bound, cpu / floor_cpu);
 		fflush(stdout);
 		failed |= rc != 0;
 	}
