@@ -154,6 +154,8 @@ SPOOL_API int spool_open(const char *dir, const struct spool_options *opt, struc
 /* Commits what this handle still stages (buffered and commit mode), removes
  * its ring, releases the agent lock if this handle holds it, and frees the
  * handle.  Returns the first error met; the handle is freed in every case.
+ * The commit it makes starts after the call, so a disk freed just before
+ * it counts even while the flusher was retrying a failed commit.
  * If the staged records cannot be committed (a full disk), the ring file of
  * a commit-mode handle stays, and the next spool_open() moves it.  No other
  * call on the handle may run during or after spool_close().  NULL is

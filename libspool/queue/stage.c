@@ -282,6 +282,10 @@ static void *flusher_main(void *arg)
 		}
 		atomic_store(&st->urgent, false);
 		atomic_store(&st->kicked, false);
+		/* close's last try is a transfer that starts after stop was set:
+		 * one already under way when close came (a retry on a full disk
+		 * that close's caller has since freed) does not count as it */
+		bool last_try = st->stop;
 		pthread_mutex_unlock(&st->mu);
 
 		uint64_t tail = atomic_load(&st->sh->tail);
@@ -305,8 +309,10 @@ static void *flusher_main(void *arg)
 		pthread_cond_broadcast(&st->moved);
 		if (rc) {
 			/* disk full, I/O error: keep the entries, try again later */
-			if (st->stop)
+			if (last_try)
 				break;
+			if (st->stop)
+				continue;
 			/* the backoff holds against producers' and sync callers'
 			 * wake-ups (only close cuts it short): a persistent fault must
 			 * not turn into a busy loop of reopen and retry */
