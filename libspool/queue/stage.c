@@ -311,8 +311,6 @@ static void *flusher_main(void *arg)
 			/* disk full, I/O error: keep the entries, try again later */
 			if (last_try)
 				break;
-			if (st->stop)
-				continue;
 			/* the backoff holds against producers' and sync callers'
 			 * wake-ups (only close cuts it short): a persistent fault must
 			 * not turn into a busy loop of reopen and retry */
