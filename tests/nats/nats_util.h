@@ -47,10 +47,10 @@ natsConnection *nu_connect(const struct nu_cluster *c, const char *user, const c
 void nu_add_stream(natsConnection *nc, const char *name, const char *subject, int replicas);
 /* Messages in the stream now. */
 uint64_t nu_stream_msgs(natsConnection *nc, const char *name);
-/* Reads every message of the stream under `subject`: calls fn(data, len,
- * msg_id, headers of the message) for each; returns how many. */
-size_t nu_read_stream(natsConnection *nc, const char *stream, const char *subject, size_t expect,
-		      void (*fn)(void *arg, natsMsg *m), void *arg);
+/* Reads every message the stream holds, one by one by sequence (each
+ * a get from the stream's leader, not a consumer): calls fn for each;
+ * returns how many. */
+size_t nu_read_stream(natsConnection *nc, const char *stream, void (*fn)(void *arg, natsMsg *m), void *arg);
 
 /* Starts argv[0] with stdout and stderr appended to log; it gets SIGKILL
  * when the test process dies. */

@@ -92,7 +92,7 @@ static void assert_stream_each_once(natsConnection *nc, const char *stream, long
 {
 	ck_assert_uint_eq(nu_stream_msgs(nc, stream), (uint64_t)n);
 	struct seen s = {.n = n, .count = calloc((size_t)n + 1, 1)};
-	size_t got = nu_read_stream(nc, stream, "logs.>", (size_t)n, on_msg, &s);
+	size_t got = nu_read_stream(nc, stream, on_msg, &s);
 	ck_assert_uint_eq(got, (size_t)n);
 	ck_assert_uint_eq(s.out_of_range, 0);
 	ck_assert_uint_eq(s.bad_id, 0);

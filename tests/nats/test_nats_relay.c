@@ -161,7 +161,7 @@ START_TEST(two_relays_one_killed)
 	 * status and reason, alone */
 	ck_assert_uint_eq(nu_stream_msgs(nc, "DEAD"), 1);
 	struct dead_seen ds = {0};
-	ck_assert_uint_eq(nu_read_stream(nc, "DEAD", "mlog.dead", 1, on_dead, &ds), 1);
+	ck_assert_uint_eq(nu_read_stream(nc, "DEAD", on_dead, &ds), 1);
 	ck_assert_str_eq(ds.status, "422");
 	ck_assert_msg(ds.reason[0], "no Mlog-Reason");
 	ck_assert(ds.poison);
