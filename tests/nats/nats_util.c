@@ -169,13 +169,39 @@ natsConnection *nu_connect(const struct nu_cluster *c, const char *user, const c
 	return nc;
 }
 
-void nu_add_stream(natsConnection *nc, const char *name, const char *subject, int replicas)
+/* A JetStream context whose API requests wait up to 5 s. */
+static jsCtx *js_context(natsConnection *nc)
 {
 	jsCtx *js = NULL;
 	jsOptions jo;
 	jsOptions_Init(&jo);
 	jo.Wait = 5000;
 	ck_assert_int_eq(natsConnection_JetStream(&js, nc, &jo), NATS_OK);
+	return js;
+}
+
+struct stream_state {
+	uint64_t msgs, first, last;
+};
+
+/* The stream's message count and sequence range; retries for up to 30 s
+ * while the cluster elects the stream's leader. */
+static struct stream_state stream_state(jsCtx *js, const char *name)
+{
+	jsStreamInfo *si = NULL;
+	natsStatus s = NATS_ERR;
+	double end = now_s() + 30;
+	while ((s = js_GetStreamInfo(&si, js, name, NULL, NULL)) != NATS_OK && now_s() < end)
+		usleep(200000);
+	ck_assert_msg(s == NATS_OK, "stream info %s: %s", name, natsStatus_GetText(s));
+	struct stream_state st = {si->State.Msgs, si->State.FirstSeq, si->State.LastSeq};
+	jsStreamInfo_Destroy(si);
+	return st;
+}
+
+void nu_add_stream(natsConnection *nc, const char *name, const char *subject, int replicas)
+{
+	jsCtx *js = js_context(nc);
 	jsStreamConfig sc;
 	jsStreamConfig_Init(&sc);
 	sc.Name = name;
@@ -203,39 +229,16 @@ void nu_add_stream(natsConnection *nc, const char *name, const char *subject, in
 
 uint64_t nu_stream_msgs(natsConnection *nc, const char *name)
 {
-	jsCtx *js = NULL;
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.Wait = 5000;
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, &jo), NATS_OK);
-	jsStreamInfo *si = NULL;
-	natsStatus s = NATS_ERR;
-	double end = now_s() + 30;
-	while ((s = js_GetStreamInfo(&si, js, name, NULL, NULL)) != NATS_OK && now_s() < end)
-		usleep(200000);
-	ck_assert_msg(s == NATS_OK, "stream info %s: %s", name, natsStatus_GetText(s));
-	uint64_t n = si->State.Msgs;
-	jsStreamInfo_Destroy(si);
+	jsCtx *js = js_context(nc);
+	uint64_t n = stream_state(js, name).msgs;
 	jsCtx_Destroy(js);
 	return n;
 }
 
 size_t nu_read_stream(natsConnection *nc, const char *stream, void (*fn)(void *arg, natsMsg *m), void *arg)
 {
-	jsCtx *js = NULL;
-	jsOptions jo;
-	jsOptions_Init(&jo);
-	jo.Wait = 5000;
-	ck_assert_int_eq(natsConnection_JetStream(&js, nc, &jo), NATS_OK);
-	jsStreamInfo *si = NULL;
-	natsStatus s = NATS_ERR;
-	double end = now_s() + 30;
-	while ((s = js_GetStreamInfo(&si, js, stream, NULL, NULL)) != NATS_OK && now_s() < end)
-		usleep(200000);
-	ck_assert_msg(s == NATS_OK, "stream info %s: %s", stream, natsStatus_GetText(s));
-	uint64_t first = si->State.FirstSeq, last = si->State.LastSeq;
-	bool empty = si->State.Msgs == 0;
-	jsStreamInfo_Destroy(si);
+	jsCtx *js = js_context(nc);
+	struct stream_state st = stream_state(js, stream);
 	/* Message by message, by sequence, from the stream's leader: a
 	 * consumer (even an ordered one) can stall or skip while it resets
 	 * after a node restart, and a count from it would blame the agent
@@ -243,10 +246,11 @@ size_t nu_read_stream(natsConnection *nc, const char *stream, void (*fn)(void *a
 	 * (10037, no message found) is skipped; a timeout while the cluster
 	 * moves its leader is retried for up to 60 s in all. */
 	size_t n = 0;
-	end = now_s() + 60;
-	for (uint64_t seq = first; !empty && seq <= last; seq++) {
+	double end = now_s() + 60;
+	for (uint64_t seq = st.first; st.msgs > 0 && seq <= st.last; seq++) {
 		natsMsg *m = NULL;
 		jsErrCode jerr = 0;
+		natsStatus s;
 		while ((s = js_GetMsg(&m, js, stream, seq, NULL, &jerr)) != NATS_OK && jerr != JSNoMessageFoundErr &&
 		       now_s() < end)
 			usleep(100000);
